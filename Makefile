@@ -1,0 +1,46 @@
+# Plain GNU make. The only network use is pip fetching the pinned wheels of requirements.txt.
+#   make venv    .venv with the pinned stack (re-installs only when requirements.txt changed)
+#   make test    the test suite                      (extra pytest flags: make test PYTEST_ARGS='-k bench')
+#   make demo    parameter table of the released models
+#   make bench   training/inference images/s of AFF-ResNet-32 (extra flags: make bench BENCH_ARGS='...')
+# PYTHON=/path/to/python3.11 make venv chooses the interpreter (default: python3.11, else python3).
+# The repo is used from its root (python -m utils..., ./train_*.py); it is not pip-installed into .venv
+# because `pip install -e .` needs the `wheel` package, which is not among the pins.
+
+VENV        := .venv
+PY          := $(VENV)/bin/python
+STAMP       := $(VENV)/.stamp-requirements
+PYTHON      ?=
+PYTEST_ARGS ?=
+BENCH_MODEL ?= cifar_aff_resnet32
+BENCH_ARGS  ?= --batch-size 32 --warmup 2 --windows 3 --iters 3
+
+.PHONY: venv test demo bench
+
+venv: $(STAMP)
+
+$(PY):
+	@py="$(PYTHON)"; \
+	[ -n "$$py" ] || py=$$(command -v python3.11 || command -v python3 || true); \
+	if [ -z "$$py" ]; then \
+	  echo "make venv: Python 3.11 is required and neither python3.11 nor python3 is on PATH;" \
+	       "install Python 3.11 (or run: make venv PYTHON=/path/to/python3.11)" >&2; exit 1; fi; \
+	if ! "$$py" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then \
+	  echo "make venv: Python 3.11 is required but $$py is '$$("$$py" -V 2>&1)';" \
+	       "install Python 3.11 (or run: make venv PYTHON=/path/to/python3.11)" >&2; exit 1; fi; \
+	echo "creating $(VENV) with $$py ($$("$$py" -V 2>&1))"; \
+	"$$py" -m venv $(VENV) || { rm -rf $(VENV); echo "make venv: '$$py -m venv' failed" \
+	  "(on Debian/Ubuntu: apt-get install python3.11-venv)" >&2; exit 1; }
+
+$(STAMP): requirements.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+test: venv
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+demo: venv
+	$(PY) -m utils.models
+
+bench: venv
+	$(PY) -m utils.bench --model $(BENCH_MODEL) $(BENCH_ARGS)

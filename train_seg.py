@@ -1,0 +1,12 @@
+#!/usr/bin/env python3
+"""Train AFF segmentation networks (StopSign-style semantic segmentation).
+
+Not implemented yet (tracked in the train_seg issue). Build models with net.get_model(...) meanwhile.
+"""
+import os
+import sys
+
+from utils.cli import not_implemented
+
+if __name__ == "__main__":
+    sys.exit(not_implemented(os.path.basename(__file__), __doc__, 'train_seg'))
