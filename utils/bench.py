@@ -1,0 +1,206 @@
+"""Training and inference throughput (images/s) of a registry model on random data.
+
+Usage: python -m utils.bench --model NAME [--batch-size B] [--input-size S] [--json FILE] [...]
+
+Two phases, each timed as `--windows` windows of `--iters` iterations after `--warmup` untimed ones:
+
+* train     — forward + backward + SGD `trainer.step` (autograd recording, training-mode BatchNorm);
+* inference — forward only, autograd off.
+
+The network is hybridized with static_alloc/static_shape unless --no-hybridize. Every window starts and
+ends with `mx.nd.waitall()`, so a window's time covers all the work queued in it. The reported figure is
+the MEDIAN images/s over the windows; --json also writes the raw window times and the machine facts
+(threads, MXNet version and features, CPU model; no host name). It is a measurement, not a test.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+
+from utils.cli import positive_int, run_main
+from utils.models import build, check_names, output_classes
+
+import mxnet as mx  # after utils, which sets the thread count
+from mxnet import autograd, gluon
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m utils.bench", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n".join(__doc__.split("\n")[4:]))
+    p.add_argument("--model", required=True, help="registry name (see `python -m utils.models --all`)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="images per iteration (default 32)")
+    p.add_argument("--input-size", type=positive_int, default=None,
+                   help="input side length (default: the model's own, 32 for cifar* and 224 otherwise)")
+    p.add_argument("--classes", type=positive_int, default=None, help="classes (default: the model's own)")
+    p.add_argument("--warmup", type=positive_int, default=3, help="untimed iterations per phase (default 3)")
+    p.add_argument("--windows", type=positive_int, default=5, help="timed windows per phase (default 5)")
+    p.add_argument("--iters", type=positive_int, default=5, help="iterations per window (default 5)")
+    p.add_argument("--json", metavar="FILE", default=None, help="also write the full record to FILE")
+    p.add_argument("--no-hybridize", dest="hybridize", action="store_false",
+                   help="run imperatively (default: hybridize with static_alloc/static_shape)")
+    return p.parse_args(argv)
+
+
+def timed_windows(step, warmup, windows, iters):
+    """Run `step` `warmup` times, then `windows` × `iters` times; the seconds of each window."""
+    for _ in range(warmup):
+        step()
+    mx.nd.waitall()
+    times = []
+    for _ in range(windows):
+        start = time.perf_counter()
+        for _ in range(iters):
+            step()
+        mx.nd.waitall()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _outputs(out):
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+def train_step_fn(block, x, classes):
+    """A closure doing one SGD training step on `x` with random labels (one label array per output shape:
+    (N,) for (N, C) outputs, (N, H, W) for (N, C, H, W) segmentation outputs)."""
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss(axis=1)
+    trainer = gluon.Trainer(block.collect_params(), "sgd",
+                            {"learning_rate": 0.01, "momentum": 0.9, "wd": 1e-4})
+    labels = {}
+
+    def label_for(out):
+        shape = (out.shape[0],) + tuple(out.shape[2:])
+        if shape not in labels:
+            labels[shape] = mx.nd.random.randint(0, classes, shape=shape, ctx=x.context).astype("float32")
+        return labels[shape]
+
+    def step():
+        with autograd.record():
+            outs = _outputs(block(x))
+            loss = mx.nd.add_n(*[loss_fn(o, label_for(o)).mean() for o in outs])
+        loss.backward()
+        trainer.step(x.shape[0])
+    return step
+
+
+def summarise(times, batch, iters):
+    rates = [batch * iters / t for t in times]
+    return {"images_per_s": statistics.median(rates), "min_images_per_s": min(rates),
+            "max_images_per_s": max(rates), "window_seconds": times}
+
+
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
+
+
+def cpu_info():
+    """(model name, the SIMD flags of SIMD_FLAGS it has) from /proc/cpuinfo."""
+    model, flags = None, set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model is None:
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return model or platform.processor() or "unknown", [f for f in SIMD_FLAGS if f in flags]
+
+
+def machine():
+    """Facts about the machine that matter for speed; nothing that identifies the host."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count()
+    mem_gib = None
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    mem_gib = round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    model, simd = cpu_info()
+    return {"system": platform.system(), "kernel": platform.release(), "arch": platform.machine(),
+            "python": platform.python_version(), "cpu_model": model, "cpu_simd": simd,
+            "logical_cpus": os.cpu_count(), "usable_cores": cores, "mem_total_gib": mem_gib}
+
+
+def load_average():
+    """The 1-minute load average: other busy processes on a 2-core machine distort the timings."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def run(args):
+    load_start = load_average()
+    ctx = mx.cpu()
+    block, out, size = build(args.model, args.classes, ctx=ctx, batch_size=1, size=args.input_size)
+    classes = args.classes or output_classes(out)
+    if args.hybridize:
+        block.hybridize(static_alloc=True, static_shape=True)
+    x = mx.nd.random.uniform(shape=(args.batch_size, 3, size, size), ctx=ctx)
+
+    train_times = timed_windows(train_step_fn(block, x, classes), args.warmup, args.windows, args.iters)
+
+    def infer():
+        _outputs(block(x))
+    infer_times = timed_windows(infer, args.warmup, args.windows, args.iters)
+
+    features = mx.runtime.Features()
+    return {
+        "model": args.model, "classes": classes, "batch_size": args.batch_size, "input_size": size,
+        "hybridize": args.hybridize, "warmup": args.warmup, "windows": args.windows, "iters": args.iters,
+        "train": summarise(train_times, args.batch_size, args.iters),
+        "inference": summarise(infer_times, args.batch_size, args.iters),
+        "threads": os.environ.get("OMP_NUM_THREADS"),
+        "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(("OMP_", "KMP_", "MXNET_"))},
+        "mxnet_version": mx.__version__,
+        "mkldnn": features.is_enabled("MKLDNN"),
+        "mxnet_features": sorted(name for name, f in features.items() if f.enabled),
+        "machine": machine(),
+        "load_average_1min": {"start": load_start, "end": load_average()},
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def format_record(rec):
+    lines = [f"{rec['model']}: batch {rec['batch_size']}, input {rec['input_size']}, {rec['classes']} classes, "
+             f"{'hybridized (static)' if rec['hybridize'] else 'imperative'}, threads {rec['threads']}, "
+             f"mxnet {rec['mxnet_version']} (MKLDNN {'on' if rec['mkldnn'] else 'off'}), "
+             f"{rec['machine']['cpu_model']}",
+             f"median of {rec['windows']} windows x {rec['iters']} iters after {rec['warmup']} warm-up; "
+             f"load average {rec['load_average_1min']['start']} -> {rec['load_average_1min']['end']} "
+             f"on {rec['machine']['usable_cores']} cores",
+             f"{'phase':<10} {'img/s':>9} {'min':>9} {'max':>9}"]
+    for phase in ("train", "inference"):
+        r = rec[phase]
+        lines.append(f"{phase:<10} {r['images_per_s']:9.1f} {r['min_images_per_s']:9.1f} "
+                     f"{r['max_images_per_s']:9.1f}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    check_names([args.model])
+    rec = run(args)
+    print(format_record(rec))
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(rec, f, indent=2)
+            f.write("\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
