@@ -1,12 +1,435 @@
 #!/usr/bin/env python3
-"""Train the AFF networks on CIFAR-10/100 (official train_cifar.py dialect).
+"""Train AFF networks on CIFAR-10/100 or the bundled digits (the official open-aff train_cifar.py).
 
-Not implemented yet (tracked in the train_cifar issue). Build models with net.get_model(...) meanwhile.
+Every option of the official HEAD script keeps its name, default and meaning, so open-aff
+command lines run unchanged (``--model resnet --askc-type ASKCFuse --blocks 5 --channel-times 4
+--mixup --auto_aug --label-smoothing ...``).  Additions: ``--recipe``, ``--data-dir``,
+``--label-mode``, ``--classes``, ``--era``, ``--init``, ``--seed``, ``--num-cpu-contexts``,
+``--skip-checksum``, ``--dataset digits``; ``--model`` also takes any registry name.
+
+Quick start (no download, a few minutes on two CPU cores):
+
+    python train_cifar.py --dataset digits
 """
+import argparse
+import json
+import logging
 import os
 import sys
+import time
 
-from utils.cli import not_implemented
+import utils  # noqa: F401  (thread settings before mxnet)
+from utils.cli import run_main
 
-if __name__ == "__main__":
-    sys.exit(not_implemented(os.path.basename(__file__), __doc__, 'train_cifar'))
+import mxnet as mx  # noqa: E402
+import numpy as np  # noqa: E402
+
+import net  # noqa: E402
+from net.errors import AFFError  # noqa: E402
+from net.model_store import load_params  # noqa: E402
+from utils import train as T  # noqa: E402
+from utils.checkpoint import atomic_write, save_params_atomic, save_states_atomic  # noqa: E402
+from utils.logs import EpochCSV, EpochLogger, plot_history  # noqa: E402
+from utils.recipes import CIFAR_RECIPES, resolve  # noqa: E402
+
+#: 806562e ``--model`` values (spec §2.5) -> (blocks per stage)
+PAPER_RESNEXT = {'resnext29_32x4d': 3, 'resnext38_32x4d': 4, 'resnext47_32x4d': 5,
+                 'se_resnext38_32x4d': 4}
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog='train_cifar.py', description=__doc__.split('\n')[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    a = p.add_argument
+    # ---- the official HEAD options (spec §4.2): same names, defaults and meanings
+    a('--dataset', default='cifar100', help='cifar10, cifar100 or digits (embedded quick start)')
+    a('--batch-size', type=int, default=128, help='per device')
+    a('--askc-type', default='xxx', help='fusion: official mode string or paper name')
+    a('--channel-times', type=int, default=4, help='width multiplier of [16,16,32,64]')
+    a('--blocks', type=int, default=1, help='blocks per stage')
+    a('--start-layer', type=int, default=1, help='stages before it use plain addition')
+    a('--summary', action='store_true', help='print the parameter table and exit')
+    a('--gpus', default='0,1,2,3', help='GPU ids ("" = CPU); the default becomes the CPU, '
+      'with a log line, when MXNet sees no GPU')
+    a('--model', default='resnet', help='resnet, resnext, an 806562e name '
+      '(resnext29_32x4d ...) or any registry name (python -m utils.models --all)')
+    a('-j', '--num-data-workers', dest='num_workers', type=int, default=96,
+      help='data-loading processes (capped to the usable cores, with a log line)')
+    a('--num-epochs', type=int, default=640)
+    a('--lr', type=float, default=0.2)
+    a('--momentum', type=float, default=0.9)
+    a('--wd', type=float, default=1e-4)
+    a('--lr-decay', type=float, default=0.1)
+    a('--lr-decay-period', type=int, default=0)
+    a('--lr-decay-epoch', default='300,450')
+    a('--drop-rate', type=float, default=0.0, help='unused, as in the official script')
+    a('--mode', default='hybrid', help='hybrid (static graph) or imperative')
+    a('--save-period', type=int, default=10, help='epochs between periodic checkpoints (0: off)')
+    a('--save-dir', default='params')
+    a('--logging-dir', default='logs')
+    a('--resume-from', default=None, help='a checkpoint of ours (continues its schedule) or '
+      'any .params file (weights only, schedule from epoch 0, as the official script)')
+    a('--save-plot-dir', default='.')
+    a('--mixup', action='store_true')
+    a('--mixup-alpha', type=float, default=1.0)
+    a('--mixup-off-epoch', type=int, default=40, help='no mixup in the last N epochs')
+    a('--auto_aug', action='store_true', help='AutoAugment (CIFAR-10 policy) before crop/flip')
+    a('--label-smoothing', action='store_true', help='epsilon 0.1')
+    a('--cosine', action='store_true', help='warmup + cosine (else per-epoch step decay)')
+    a('--no-wd', action='store_true', help='no weight decay on BN gamma/beta and biases '
+      '(only with --cosine, as the official script)')
+    a('--warmup-lr', type=float, default=0.0, help='unused, as in the official script')
+    a('--warmup-epochs', type=int, default=10)
+    a('--deep-stem', action='store_true')
+    # ---- additions
+    a('--recipe', default=None, choices=sorted(CIFAR_RECIPES),
+      help='defaults of a recipe (utils/recipes.py); explicit flags override it '
+      '[default: quickstart for digits, else official]')
+    a('--data-dir', default=os.path.join('~', '.mxnet', 'datasets', 'cifar'),
+      help='folder with the CIFAR binary files')
+    a('--label-mode', default='fine', choices=['fine', 'coarse'],
+      help='CIFAR-100 labels: 100 fine classes or the 20 superclasses (the paper\'s numbers)')
+    a('--classes', type=int, default=None,
+      help='classifier outputs (default: the number of labels; the official runs used 100 '
+      'outputs for the 20 superclasses)')
+    a('--era', default='head', choices=['head', 'paper'],
+      help='host code of --model resnet/resnext: open-aff HEAD or the 806562e paper commit')
+    a('--init', default='xavier', choices=['xavier', 'kaiming'])
+    a('--seed', type=int, default=0)
+    a('--num-cpu-contexts', type=int, default=1, help='CPU devices when training on the CPU')
+    a('--skip-checksum', action='store_true', help='accept CIFAR files whose SHA-1 differs')
+    return p
+
+
+# --------------------------------------------------------------------------- the network
+def model_name(args):
+    """The official file/log stem (spec §3.4) or ``<dataset>-<registry name>``."""
+    if args.model == 'resnet':
+        return '%s-%s-resnet-%d-c-%d-s-%d' % (args.dataset, args.askc_type, 6 * args.blocks + 2,
+                                             args.channel_times, args.start_layer)
+    if args.model == 'resnext':
+        return '%s-%s-resneXt-%d-%dx%d-c-%d-s-%d' % (
+            args.dataset, args.askc_type, 9 * args.blocks + 2, _cardinality(args), 4,
+            args.channel_times, args.start_layer)
+    return '%s-%s' % (args.dataset, args.model)
+
+
+def _cardinality(args):
+    width = 16 * args.channel_times
+    if width == 64:
+        return 32
+    if width == 128:
+        return 64
+    raise AFFError('--model resnext needs --channel-times 4 (cardinality 32) or 8 (64), as the '
+                   'official script; got %d' % args.channel_times)
+
+
+def build_net(args, classes):
+    kw = dict(classes=classes)
+    if args.model == 'resnet':
+        from net.cifar import CIFARPreActResNet
+        channels = [c * args.channel_times for c in (16, 16, 32, 64)]
+        return CIFARPreActResNet(args.askc_type, [args.blocks] * 3, channels,
+                                 start_layer=args.start_layer, era=args.era,
+                                 deep_stem=args.deep_stem, **kw)
+    if args.model == 'resnext':
+        from net.cifar import CIFARResNeXt
+        return CIFARResNeXt(args.askc_type, [args.blocks] * 3, 16 * args.channel_times,
+                            _cardinality(args), 4, start_layer=args.start_layer, era=args.era,
+                            deep_stem=args.deep_stem, **kw)
+    if args.model in PAPER_RESNEXT:
+        from net.openaff import CIFARResNextASKC
+        return CIFARResNextASKC([PAPER_RESNEXT[args.model]] * 3, 32, 4, use_se='se_' in args.model,
+                                **kw)
+    return net.get_model(args.model, **kw)
+
+
+# --------------------------------------------------------------------------- data
+def load_data(args):
+    """(train images, train labels, test images, test labels, mean, std, label classes)."""
+    from utils import data as D
+    if args.dataset == 'digits':
+        xtr, ytr = D.load_digits32(train=True)
+        xte, yte = D.load_digits32(train=False)
+        return xtr, ytr, xte, yte, D.DIGITS_MEAN, D.DIGITS_STD, 10
+    if args.dataset not in ('cifar10', 'cifar100'):
+        raise AFFError('unknown --dataset %r; use cifar10, cifar100 or digits' % args.dataset)
+    root = os.path.expanduser(args.data_dir)
+    kw = dict(dataset=args.dataset, label_mode=args.label_mode, verify=not args.skip_checksum)
+    xtr, ytr = D.read_cifar(root, train=True, **kw)
+    xte, yte = D.read_cifar(root, train=False, **kw)
+    return xtr, ytr, xte, yte, D.CIFAR_MEAN, D.CIFAR_STD, D.num_classes(args.dataset,
+                                                                         args.label_mode)
+
+
+def validate(args):
+    if args.dataset == 'cifar10' and args.label_mode == 'coarse':
+        raise AFFError('--label-mode coarse exists only for CIFAR-100; drop it or use '
+                       '--dataset cifar100')
+    if args.mixup_off_epoch < 0:
+        raise AFFError('--mixup-off-epoch must be >= 0, got %d' % args.mixup_off_epoch)
+    for name in ('batch_size', 'num_epochs'):
+        if getattr(args, name) < 1:
+            raise AFFError('--%s must be >= 1' % name.replace('_', '-'))
+    if args.mode not in ('hybrid', 'imperative'):
+        raise AFFError("--mode must be 'hybrid' or 'imperative', got %r" % args.mode)
+    try:
+        args.decay_epochs = [int(e) for e in args.lr_decay_epoch.split(',') if e.strip()]
+    except ValueError:
+        raise AFFError('--lr-decay-epoch %r is not a comma-separated list of epochs'
+                       % args.lr_decay_epoch) from None
+    if args.model in ('resnet', 'resnext'):
+        net.fusion.canonical_fusion(args.askc_type)  # unknown --askc-type -> listed names
+
+
+# --------------------------------------------------------------------------- checkpoints
+class Checkpoints:
+    """Best (official name), last and periodic checkpoints; all written atomically."""
+
+    def __init__(self, save_dir, name):
+        self.dir, self.name = save_dir, name
+
+    def _stem(self, tag):
+        return os.path.join(self.dir, '%s-%s' % (self.name, tag))
+
+    def save(self, tag, model, trainer, meta):
+        stem = self._stem(tag)
+        save_params_atomic(model, stem + '.params')
+        save_states_atomic(trainer, stem + '.states')
+        # the json is written last: a checkpoint without it is incomplete and not resumable
+        atomic_write(lambda tmp: _write_json(tmp, meta), stem + '.json')
+        return stem
+
+    def best(self, model, acc):
+        return save_params_atomic(model, os.path.join(self.dir, '%.4f-%s-best.params'
+                                                      % (acc, self.name)))
+
+
+def _write_json(path, obj):
+    with open(path, 'w') as f:
+        json.dump(obj, f, indent=1)
+
+
+def resume_meta(path):
+    """The metadata of one of our checkpoints, or None for a bare .params file."""
+    stem = path[:-len('.params')] if path.endswith('.params') else path
+    if os.path.isfile(stem + '.json') and os.path.isfile(stem + '.states'):
+        with open(stem + '.json') as f:
+            return stem, json.load(f)
+    return stem, None
+
+
+# --------------------------------------------------------------------------- main
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args, sources = resolve(parser, argv, CIFAR_RECIPES,
+                            lambda a: 'quickstart' if a.dataset == 'digits' else 'official')
+    validate(args)
+    T.seed_everything(args.seed)
+    notes = []
+
+    # devices
+    gpus = args.gpus
+    if sources['gpus'] == 'default' and mx.context.num_gpus() == 0:
+        gpus = ''
+        notes.append('no GPU visible to MXNet: the default --gpus %s is replaced by the CPU'
+                     % args.gpus)
+    ctx, where = T.contexts(gpus, args.num_cpu_contexts)
+    notes.append(where)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    workers = min(args.num_workers, cores)
+    if workers != args.num_workers:
+        notes.append('-j %d capped to %d data-loading processes (usable cores)'
+                     % (args.num_workers, workers))
+
+    xtr, ytr, xte, yte, mean, std, label_classes = load_data(args)
+    classes = args.classes or label_classes
+    if classes < label_classes:
+        raise AFFError('--classes %d is smaller than the %d labels of %s; use --classes %d or more'
+                       % (classes, label_classes, args.dataset, label_classes))
+    if classes != label_classes:
+        notes.append('WARNING: the classifier has %d outputs but the labels take only %d values '
+                     '(%s %s labels) -- the official 100-output head on the 20 superclasses; '
+                     'label smoothing spreads over all %d outputs'
+                     % (classes, label_classes, args.dataset, args.label_mode, classes))
+    if args.dataset == 'cifar100':
+        notes.append('labels: %s (%d classes)%s' % (args.label_mode, label_classes,
+                     ' -- the 20 superclasses of the paper\'s CIFAR-100 numbers'
+                     if args.label_mode == 'coarse' else ''))
+    if args.skip_checksum:
+        notes.append('CIFAR file checksums NOT verified (--skip-checksum)')
+
+    model = build_net(args, classes)
+    name = model_name(args)
+    if args.summary:
+        counts = _counts(model)
+        print('%s: %d tensors, %d parameters, %d trainable' % ((name,) + counts))
+        return 0
+
+    total_batch = args.batch_size * len(ctx)
+    iters = len(xtr) // total_batch
+    if args.cosine:
+        sched = T.lr_schedule('cosine', args.lr, args.num_epochs, iters,
+                              warmup_epochs=args.warmup_epochs)
+    else:
+        decays = [e - args.warmup_epochs for e in args.decay_epochs]
+        if args.warmup_epochs:
+            notes.append('step decay at epochs %s: --lr-decay-epoch %s shifted by '
+                         '--warmup-epochs %d without any warmup, as the official script does'
+                         % (decays, args.lr_decay_epoch, args.warmup_epochs))
+        sched = T.lr_schedule('step', args.lr, args.num_epochs, iters, decay_epochs=decays,
+                              decay_factor=args.lr_decay,
+                              decay_period=args.lr_decay_period)
+    if args.mixup and args.mixup_off_epoch >= args.num_epochs:
+        notes.append('--mixup-off-epoch %d >= --num-epochs %d: mixup is never applied (official '
+                     'semantics; the targets are still dense)' % (args.mixup_off_epoch,
+                                                                  args.num_epochs))
+    if args.no_wd and not args.cosine:
+        notes.append('--no-wd has no effect without --cosine (official behaviour)')
+
+    model.initialize(T.initializer(args.init), ctx=ctx)
+    if args.mode == 'hybrid':
+        model.hybridize(static_alloc=True, static_shape=True)
+    trainer = T.make_trainer(model, sched, args.lr, args.wd, args.momentum,
+                             no_wd=args.no_wd and args.cosine)
+
+    ckpt = Checkpoints(args.save_dir, name)
+    start_epoch, best_acc = 0, 0.0
+    if args.resume_from:
+        path = os.path.expanduser(args.resume_from)
+        if not os.path.isfile(path):
+            raise AFFError('--resume-from %s does not exist' % path)
+        stem, meta = resume_meta(path)
+        load_params(model, stem + '.params' if meta else path, ctx=ctx)
+        if meta:
+            if meta.get('model_name') != name:
+                raise AFFError('%s is a checkpoint of %s, not of %s; resume it with the same '
+                               'options' % (path, meta.get('model_name'), name))
+            trainer.load_states(stem + '.states')
+            start_epoch, best_acc = meta['epoch'] + 1, meta['best_acc']
+            notes.append('resumed %s: epoch %d onwards, update %d, best %.4f' % (
+                stem, start_epoch, trainer._optimizer.num_update, best_acc))
+        else:
+            notes.append('loaded weights from %s; the schedule starts at epoch 0 (official '
+                         '--resume-from)' % path)
+
+    os.makedirs(args.logging_dir, exist_ok=True)
+    config = dict(vars(args))
+    config.pop('decay_epochs', None)
+    log = EpochLogger(os.path.join(args.logging_dir, 'train_%s.log' % name), config,
+                      stream=sys.stdout)
+    log.info('sources: ' + ', '.join('%s=%s' % (k, v) for k, v in sorted(sources.items())
+                                      if v != 'default'))
+    for note in notes:
+        log.info(note)
+    log.info('%d training images, %d test images, %d iterations per epoch of %d images'
+             % (len(xtr), len(xte), iters, total_batch))
+    csv = EpochCSV(os.path.join(args.logging_dir, 'train_%s.csv' % name),
+                   ['epoch', 'train', 'train_metric_name', 'val', 'loss', 'lr', 'time'])
+
+    train_data, test_data = _loaders(args, xtr, ytr, xte, yte, mean, std, total_batch, workers)
+
+    try:
+        best_acc = _train(args, model, trainer, ckpt, log, csv, train_data, test_data, ctx,
+                          classes, iters, total_batch, start_epoch, best_acc, name, config)
+        log.info('best val=%.4f' % best_acc)
+    finally:
+        log.close()
+        csv.close()
+    return 0
+
+
+def _train(args, model, trainer, ckpt, log, csv, train_data, test_data, ctx, classes, iters,
+           total_batch, start_epoch, best_acc, name, config):
+    """The epoch loop of the official script; returns the best validation accuracy."""
+    loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
+    eps = 0.1 if args.label_smoothing else 0.0
+    show_bar = sys.stderr.isatty()
+    for epoch in range(start_epoch, args.num_epochs):
+        tic = time.time()
+        metric = mx.metric.RMSE() if args.mixup else mx.metric.Accuracy()
+        loss_sum, seen = 0.0, 0
+        mix_on = args.mixup and epoch < args.num_epochs - args.mixup_off_epoch
+        batches = _progress(train_data, iters, 'epoch %d' % epoch, show_bar)
+        for data, label in batches:
+            lam = np.random.beta(args.mixup_alpha, args.mixup_alpha) if mix_on else 1.0
+            xs, ys = T.split(data, ctx), T.split(label, ctx)
+            targets = [T.smooth_one_hot(y, classes, eps) for y in ys]
+            if args.mixup:
+                pairs = [T.mixup(x, t, lam) for x, t in zip(xs, targets)]
+                xs, targets = [p[0] for p in pairs], [p[1] for p in pairs]
+            with mx.autograd.record():
+                outs = [model(x) for x in xs]
+                losses = [loss_fn(o, t) for o, t in zip(outs, targets)]
+            for l in losses:
+                l.backward()
+            trainer.step(total_batch)
+            loss_sum += sum(l.sum().asscalar() for l in losses)
+            seen += total_batch
+            if args.mixup:
+                metric.update(targets, [mx.nd.softmax(o) for o in outs])
+            else:
+                metric.update(ys, outs)
+        _, train_value = metric.get()
+        val_acc = _evaluate(model, test_data, ctx)
+        lr_now = trainer.learning_rate
+        elapsed = time.time() - tic
+        log.epoch(epoch, train=train_value, val=val_acc, loss=loss_sum / max(seen, 1),
+                  lr=lr_now, time=elapsed)
+        csv.append(dict(epoch=epoch, train=train_value, train_metric_name=metric.get()[0],
+                       val=val_acc, loss=loss_sum / max(seen, 1), lr=lr_now, time=elapsed))
+        if val_acc > best_acc:
+            best_acc = val_acc
+            ckpt.best(model, best_acc)
+        meta = dict(epoch=epoch, best_acc=best_acc, model_name=name,
+                    num_update=trainer._optimizer.num_update, config=config)
+        ckpt.save('last', model, trainer, meta)
+        if args.save_period and (epoch + 1) % args.save_period == 0:
+            ckpt.save('%04d' % epoch, model, trainer, meta)
+        plot_history(os.path.join(args.logging_dir, 'train_%s.csv' % name),
+                     os.path.join(args.save_plot_dir, '%s_history.png' % name), title=name)
+    return best_acc
+
+
+def _counts(model):
+    params = model._collect_params_with_prefix()
+    size = lambda p: int(np.prod(p.shape))  # noqa: E731
+    return (len(params), sum(size(p) for p in params.values()),
+            sum(size(p) for p in params.values() if p.grad_req != 'null'))
+
+
+def _loaders(args, xtr, ytr, xte, yte, mean, std, total_batch, workers):
+    from utils import data as D
+    aug = None
+    if args.auto_aug:
+        from utils.augment import AutoAugment
+        aug = AutoAugment('cifar10', seed=args.seed)
+    train_set = D.ArrayImageDataset(xtr, ytr)
+    test_set = D.ArrayImageDataset(xte, yte)
+    train = D.make_loader(train_set, total_batch, True, workers,
+                          D.train_transform(mean, std, auto_augment=aug,
+                                                            flip=args.dataset != 'digits'))
+    test = D.make_loader(test_set, total_batch, False, workers, D.test_transform(mean, std))
+    return train, test
+
+
+def _progress(it, total, desc, show):
+    if not show:
+        return it
+    from tqdm import tqdm
+    return tqdm(it, total=total, desc=desc, leave=False)
+
+
+def _evaluate(model, data, ctx):
+    metric = mx.metric.Accuracy()
+    for x, y in data:
+        xs, ys = T.split(x, ctx), T.split(y, ctx)
+        metric.update(ys, [model(v) for v in xs])
+    return metric.get()[1]
+
+
+if __name__ == '__main__':
+    logging.captureWarnings(True)
+    run_main(main)

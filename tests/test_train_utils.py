@@ -1,0 +1,159 @@
+"""Training semantics: LR traces (spec §4.4 formula), targets, no-wd, devices, recipes."""
+import math
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import net
+from net.errors import AFFError
+from utils import train as T
+from utils.recipes import CIFAR_RECIPES, resolve
+
+
+def formula(mode, lr, num_epochs, iters, warmup_epochs=0, decay_epochs=(), factor=0.1):
+    """Spec §4.4, written out independently of GluonCV: lr at update count ``u`` (1-based)."""
+    total = num_epochs * iters
+    w = warmup_epochs * iters
+
+    def f(u):
+        u = min(u, total - 1)  # LRSequential clamps num_update to total - 1
+        if u < w:
+            n = w - 1
+            return lr * min(u, n) / n
+        n = total - w - 1
+        t = min(max(u - w, 0), n)
+        if mode == 'cosine':
+            return lr * (1 + math.cos(math.pi * t / n)) / 2
+        steps = sum(1 for e in decay_epochs if t >= (e - warmup_epochs) * iters)
+        return lr * factor ** steps
+    return f
+
+
+@pytest.mark.parametrize('case', [
+    # released recipe: step, decays 300/450 shifted by the 10 warmup epochs, no warmup
+    dict(mode='step', lr=0.2, num_epochs=640, iters=195, warmup_epochs=0, decay_epochs=(290, 440)),
+    # paper recipe: step at 300 and 350 of 400
+    dict(mode='step', lr=0.2, num_epochs=400, iters=390, warmup_epochs=0, decay_epochs=(300, 350)),
+    # HEAD cmd_scripts: --cosine with 20 warmup epochs
+    dict(mode='cosine', lr=0.2, num_epochs=640, iters=97, warmup_epochs=20),
+    dict(mode='cosine', lr=0.1, num_epochs=12, iters=21, warmup_epochs=1),
+])
+def test_lr_trace_is_the_gluoncv_formula_at_every_iteration(case):
+    sched = T.lr_schedule(case['mode'], case['lr'], case['num_epochs'], case['iters'],
+                          warmup_epochs=case['warmup_epochs'],
+                          decay_epochs=case.get('decay_epochs', ()))
+    ref = formula(case['mode'], case['lr'], case['num_epochs'], case['iters'],
+                  case['warmup_epochs'], case.get('decay_epochs', ()))
+    for u in range(1, case['num_epochs'] * case['iters'] + 5):
+        assert sched(u) == pytest.approx(ref(u), rel=1e-9, abs=1e-12), u
+
+
+def test_lr_matches_the_official_log():
+    """HEAD superclass log: 4 GPUs x 128 = 97 iterations/epoch, warmup 20, prints lr 0.010005
+    after epoch 0 (spec §4.4)."""
+    sched = T.lr_schedule('cosine', 0.2, 640, 97, warmup_epochs=20)
+    assert '%f' % sched(97) == '0.010005'
+
+
+def test_lr_schedule_rejects_impossible_settings():
+    with pytest.raises(AFFError, match='batch'):
+        T.lr_schedule('step', 0.1, 10, 0)
+    with pytest.raises(AFFError, match='warmup'):
+        T.lr_schedule('cosine', 0.1, 5, 10, warmup_epochs=5)
+
+
+def test_smooth_one_hot_uses_all_outputs():
+    """K = number of classifier outputs: 100 even if only 20 labels occur (spec §10 item 11)."""
+    t = T.smooth_one_hot(mx.nd.array([3, 0]), 100, 0.1).asnumpy()
+    assert t.shape == (2, 100)
+    assert t[0, 3] == pytest.approx(1 - 0.1 + 0.1 / 100)
+    assert t[0, 4] == pytest.approx(0.1 / 100)
+    np.testing.assert_allclose(t.sum(axis=1), 1, rtol=1e-6)
+    np.testing.assert_array_equal(T.smooth_one_hot(mx.nd.array([1]), 3).asnumpy(), [[0, 1, 0]])
+
+
+def test_mixup_reverses_the_shard():
+    x = mx.nd.arange(4).reshape((4, 1))
+    t = mx.nd.one_hot(mx.nd.array([0, 1, 2, 3]), 4)
+    mx_, mt = T.mixup(x, t, 0.75)
+    np.testing.assert_allclose(mx_.asnumpy()[:, 0], 0.75 * np.arange(4) + 0.25 * np.arange(4)[::-1])
+    np.testing.assert_allclose(mt.asnumpy()[0], [0.75, 0, 0, 0.25])
+    same = T.mixup(x, t, 1.0)
+    assert same[0] is x and same[1] is t
+
+
+def test_mixup_is_per_device_shard():
+    """Each shard is mixed with its own reverse, not with the whole batch (official)."""
+    ctx = [mx.cpu(0), mx.cpu(1)]
+    batch = mx.nd.arange(8).reshape((8, 1))
+    shards = T.split(batch, ctx)
+    mixed = [T.mixup(s, s, 0.5)[0].asnumpy()[:, 0] for s in shards]
+    np.testing.assert_allclose(mixed[0], [1.5] * 4)
+    np.testing.assert_allclose(mixed[1], [5.5] * 4)
+
+
+def test_no_wd_exempts_gamma_beta_and_biases_only():
+    model = net.get_model('cifar_aff_resnet20_b1', classes=10)
+    model.initialize()
+    names = set(T.no_wd_names(model.collect_params()))
+    params = model.collect_params()
+    assert names and all(n.endswith(('gamma', 'beta', 'bias')) for n in names)
+    assert not any(n.endswith('weight') for n in names)
+    sched = T.lr_schedule('cosine', 0.1, 2, 1)
+    trainer = T.make_trainer(model, sched, 0.1, 1e-4, 0.9, no_wd=True)
+    assert trainer._optimizer.momentum == 0.9 and type(trainer._optimizer).__name__ == 'NAG'
+    for name, p in params.items():
+        assert p.wd_mult == (0.0 if name in names else 1.0)
+
+
+def test_contexts():
+    ctx, note = T.contexts('', 2)
+    assert ctx == [mx.cpu(0), mx.cpu(1)] and 'CPU' in note
+    with pytest.raises(AFFError, match='GPU'):
+        T.contexts('0', 1)
+    with pytest.raises(AFFError, match='comma-separated'):
+        T.contexts('a,b', 1)
+
+
+def _parser():
+    import train_cifar
+    return train_cifar.build_parser()
+
+
+def _default(a):
+    return 'quickstart' if a.dataset == 'digits' else 'official'
+
+
+def test_recipe_sets_defaults_and_flags_override():
+    args, src = resolve(_parser(), ['--recipe', 'paper', '--lr', '0.05'], CIFAR_RECIPES, _default)
+    assert args.lr == 0.05 and src['lr'] == 'flag'
+    assert args.num_epochs == 400 and src['num_epochs'] == 'recipe'
+    assert args.lr_decay_epoch == '300,350' and args.label_mode == 'coarse' and not args.mixup
+    assert args.momentum == 0.9 and src['momentum'] == 'default'
+
+
+def test_official_recipe_keeps_the_official_defaults():
+    args, _ = resolve(_parser(), [], CIFAR_RECIPES, _default)
+    assert args.recipe == 'official'
+    assert (args.batch_size, args.num_epochs, args.lr, args.lr_decay_epoch, args.gpus,
+            args.channel_times, args.askc_type, args.num_workers) == \
+        (128, 640, 0.2, '300,450', '0,1,2,3', 4, 'xxx', 96)
+
+
+def test_released_recipe_is_the_logged_run():
+    args, _ = resolve(_parser(), ['--recipe', 'released'], CIFAR_RECIPES, _default)
+    assert (args.mixup, args.auto_aug, args.label_smoothing, args.no_wd, args.cosine) == \
+        (True, True, True, True, False)
+    assert (args.blocks, args.channel_times, args.askc_type, args.warmup_epochs,
+            args.mixup_off_epoch, args.label_mode) == (5, 4, 'ASKCFuse', 10, 40, 'fine')
+
+
+def test_digits_defaults_to_the_quickstart():
+    args, _ = resolve(_parser(), ['--dataset', 'digits'], CIFAR_RECIPES, _default)
+    assert args.recipe == 'quickstart' and args.model == 'cifar_aff_resnet20_b1'
+
+
+def test_unknown_recipe_is_a_usage_error():
+    with pytest.raises(SystemExit):
+        resolve(_parser(), ['--recipe', 'nope'], CIFAR_RECIPES, _default)

@@ -1,0 +1,147 @@
+"""Training machinery shared by the scripts, with the official open-aff semantics.
+
+* :func:`lr_schedule` -- per-iteration learning rate from GluonCV's ``LRScheduler`` /
+  ``LRSequential`` (spec §4.4), including the official "decay epochs shifted by the warmup
+  length" of the HEAD CIFAR script;
+* :func:`mixup` and :func:`smooth_one_hot` -- targets as the official scripts build them;
+* :func:`make_trainer` -- NAG with ``--no-wd`` (BatchNorm gamma/beta and biases exempt);
+* :func:`contexts` -- ``--gpus`` / CPU contexts;
+* :func:`initializer` -- the official Xavier or the paper's Kaiming.
+"""
+import mxnet as mx
+import numpy as np
+from gluoncv.utils import LRScheduler, LRSequential
+
+from net.errors import AFFError
+
+__all__ = ['lr_schedule', 'mixup', 'smooth_one_hot', 'make_trainer', 'contexts',
+           'initializer', 'no_wd_names', 'split']
+
+
+# ----------------------------------------------------------------------------- learning rate
+def lr_schedule(mode, lr, num_epochs, iters_per_epoch, warmup_epochs=0, decay_epochs=(),
+                decay_factor=0.1, decay_period=0, power=2.0, warmup_lr=0.0):
+    """GluonCV's per-iteration schedule: linear warmup from ``warmup_lr`` for
+    ``warmup_epochs``, then ``mode`` (step / cosine / poly / linear / constant) over the rest.
+
+    ``decay_epochs`` are absolute epochs (counted from the start of training); GluonCV
+    counts them from the end of the warmup, so they are converted here.  (The official HEAD
+    CIFAR script's own quirk -- decaying at ``e - warmup_epochs`` without any warmup in step
+    mode -- is applied by the script, which says so in its log.)  ``decay_period > 0`` decays
+    every ``decay_period`` epochs instead.
+    """
+    if iters_per_epoch < 1:
+        raise AFFError('an epoch has no iteration: the batch is larger than the training set; '
+                       'lower --batch-size or use more data')
+    if num_epochs <= warmup_epochs:
+        raise AFFError('--num-epochs (%d) must exceed --warmup-epochs (%d)'
+                       % (num_epochs, warmup_epochs))
+    rest = num_epochs - warmup_epochs
+    kwargs = dict(base_lr=lr, target_lr=0, nepochs=rest, iters_per_epoch=iters_per_epoch,
+                  power=power)
+    if mode == 'step':
+        if decay_period > 0:
+            steps = list(range(decay_period, num_epochs, decay_period))
+        else:
+            steps = list(decay_epochs)
+        kwargs.update(step_epoch=[e - warmup_epochs for e in steps], step_factor=decay_factor)
+    elif mode not in ('cosine', 'poly', 'linear', 'constant'):
+        raise AFFError('unknown --lr-mode %r; use step, cosine, poly, linear or constant' % mode)
+    schedulers = []
+    if warmup_epochs > 0:
+        schedulers.append(LRScheduler('linear', base_lr=warmup_lr, target_lr=lr,
+                                      nepochs=warmup_epochs, iters_per_epoch=iters_per_epoch))
+    schedulers.append(LRScheduler(mode, **kwargs))
+    return LRSequential(schedulers)
+
+
+# ----------------------------------------------------------------------------- targets
+def smooth_one_hot(labels, classes, eps=0.0):
+    """One-hot targets with label smoothing: on = 1 - eps + eps/K, off = eps/K, K = ``classes``
+    (the number of classifier outputs -- 100 even for the official 20-superclass runs)."""
+    if eps:
+        return mx.nd.one_hot(labels, classes, 1 - eps + eps / classes, eps / classes)
+    return mx.nd.one_hot(labels, classes)
+
+
+def mixup(data, targets, lam):
+    """Mix one device shard with itself reversed along the batch axis (official scheme):
+    ``lam * x + (1 - lam) * x[::-1]`` for images and (dense) targets alike."""
+    if lam >= 1:
+        return data, targets
+    return (lam * data + (1 - lam) * data[::-1], lam * targets + (1 - lam) * targets[::-1])
+
+
+def split(batch, ctx_list):
+    """Split a batch along axis 0 over devices (equal shards, as the official scripts)."""
+    return mx.gluon.utils.split_and_load(batch, ctx_list=ctx_list, batch_axis=0, even_split=False)
+
+
+# ----------------------------------------------------------------------------- trainer
+NO_WD_PATTERN = ('beta', 'gamma', 'bias')
+
+
+def no_wd_names(params):
+    """Names of the parameters ``--no-wd`` exempts: BatchNorm gamma/beta and every bias
+    (the official regex ``.*beta|.*gamma|.*bias`` on the parameter names)."""
+    return [name for name in params.keys() if name.endswith(NO_WD_PATTERN)]
+
+
+def make_trainer(net, lr_scheduler, lr, wd, momentum, no_wd=False, optimizer='nag',
+                 kvstore='device', multi_precision=False):
+    """``gluon.Trainer`` with the official optimizer settings (NAG, momentum 0.9)."""
+    params = net.collect_params()
+    if no_wd:
+        for name in no_wd_names(params):
+            params[name].wd_mult = 0.0
+    # the schedule alone sets the rate (passing learning_rate too only overwrites the
+    # scheduler's unused base_lr, with a warning)
+    opts = dict(wd=wd, momentum=momentum, lr_scheduler=lr_scheduler)
+    if lr_scheduler is None:
+        opts['learning_rate'] = lr
+    if multi_precision:
+        opts['multi_precision'] = True
+    return mx.gluon.Trainer(params, optimizer, opts, kvstore=kvstore)
+
+
+# ----------------------------------------------------------------------------- devices, init
+def contexts(gpus='', num_cpu_contexts=1):
+    """Devices from ``--gpus`` (comma-separated ids; empty = none) or ``num_cpu_contexts`` CPU
+    contexts (how the multi-device path runs on machines without a GPU).
+
+    Returns ``(ctx_list, note)`` -- ``note`` is a sentence for the log.
+    """
+    ids = [g.strip() for g in str(gpus or '').split(',') if g.strip()]
+    if ids:
+        try:
+            ids = [int(g) for g in ids]
+        except ValueError:
+            raise AFFError('--gpus %r is not a comma-separated list of GPU ids' % gpus) from None
+        have = mx.context.num_gpus()
+        if max(ids) >= have:
+            raise AFFError('--gpus %s asks for GPU %d but %d GPU(s) are visible to MXNet; pass '
+                           '--gpus "" to train on the CPU' % (gpus, max(ids), have))
+        return [mx.gpu(i) for i in ids], 'training on GPU(s) %s' % ','.join(map(str, ids))
+    if num_cpu_contexts < 1:
+        raise AFFError('--num-cpu-contexts must be >= 1')
+    return ([mx.cpu(i) for i in range(num_cpu_contexts)],
+            'training on the CPU (%d context(s), OMP_NUM_THREADS=%s)' % (
+                num_cpu_contexts, __import__('os').environ.get('OMP_NUM_THREADS', 'unset')))
+
+
+def initializer(name):
+    """``xavier`` = the official ``mx.init.Xavier()`` (uniform, avg, magnitude 3) of both CIFAR
+    scripts; ``kaiming`` = ``MSRAPrelu`` as the ImageNet script and Table 2 (ResNet-20-b)."""
+    if name == 'xavier':
+        return mx.init.Xavier()
+    if name == 'kaiming':
+        return mx.init.MSRAPrelu()
+    raise AFFError('unknown --init %r; use xavier or kaiming' % name)
+
+
+def seed_everything(seed):
+    """Seed MXNet's, NumPy's and Python's generators (``--seed``)."""
+    import random
+    mx.random.seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
