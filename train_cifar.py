@@ -86,8 +86,9 @@ def build_parser():
     a('--recipe', default=None, choices=sorted(CIFAR_RECIPES),
       help='defaults of a recipe (utils/recipes.py); explicit flags override it '
       '[default: quickstart for digits, else official]')
-    a('--data-dir', default=os.path.join('~', '.mxnet', 'datasets', 'cifar'),
-      help='folder with the CIFAR binary files')
+    a('--data-dir', default=None,
+      help='folder with the CIFAR binary files [default: where Gluon keeps them, '
+      '$MXNET_HOME/datasets/<dataset> or ~/.mxnet/datasets/<dataset>]')
     a('--label-mode', default='fine', choices=['fine', 'coarse'],
       help='CIFAR-100 labels: 100 fine classes or the 20 superclasses (the paper\'s numbers)')
     a('--classes', type=int, default=None,
@@ -155,12 +156,20 @@ def load_data(args):
         return xtr, ytr, xte, yte, D.DIGITS_MEAN, D.DIGITS_STD, 10
     if args.dataset not in ('cifar10', 'cifar100'):
         raise AFFError('unknown --dataset %r; use cifar10, cifar100 or digits' % args.dataset)
-    root = os.path.expanduser(args.data_dir)
+    root = data_dir(args)
     kw = dict(dataset=args.dataset, label_mode=args.label_mode, verify=not args.skip_checksum)
     xtr, ytr = D.read_cifar(root, train=True, **kw)
     xte, yte = D.read_cifar(root, train=False, **kw)
     return xtr, ytr, xte, yte, D.CIFAR_MEAN, D.CIFAR_STD, D.num_classes(args.dataset,
                                                                          args.label_mode)
+
+
+def data_dir(args):
+    """``--data-dir``, else Gluon's own cache folder, so official command lines find the files
+    a Gluon ``CIFAR100()`` download left there."""
+    if args.data_dir:
+        return os.path.expanduser(args.data_dir)
+    return os.path.join(mx.base.data_dir(), 'datasets', args.dataset)
 
 
 def validate(args):

@@ -157,3 +157,20 @@ def test_digits_defaults_to_the_quickstart():
 def test_unknown_recipe_is_a_usage_error():
     with pytest.raises(SystemExit):
         resolve(_parser(), ['--recipe', 'nope'], CIFAR_RECIPES, _default)
+
+
+def test_paper_sota_recipe_is_the_806562e_run():
+    args, _ = resolve(_parser(), ['--recipe', 'paper_sota'], CIFAR_RECIPES, _default)
+    assert (args.mixup, args.mixup_off_epoch, args.label_smoothing, args.warmup_epochs,
+            args.era, args.label_mode, args.classes, args.num_epochs, args.lr_decay_epoch) == \
+        (True, 20, False, 0, 'paper', 'coarse', 100, 400, '300,350')
+
+
+def test_default_data_dir_is_gluons_cache(monkeypatch, tmp_path):
+    """Official command lines find the files a Gluon CIFAR100() download left in its cache."""
+    import train_cifar
+    monkeypatch.setenv('MXNET_HOME', str(tmp_path))
+    args, _ = resolve(_parser(), ['--dataset', 'cifar100'], CIFAR_RECIPES, _default)
+    assert train_cifar.data_dir(args) == str(tmp_path / 'datasets' / 'cifar100')
+    args, _ = resolve(_parser(), ['--data-dir', '~/x'], CIFAR_RECIPES, _default)
+    assert train_cifar.data_dir(args).endswith('/x') and '~' not in train_cifar.data_dir(args)
