@@ -369,6 +369,11 @@ def _train(args, model, trainer, ckpt, log, csv, train_data, test_data, ctx, cla
             if args.mixup:
                 pairs = [T.mixup(x, t, lam) for x, t in zip(xs, targets)]
                 xs, targets = [p[0] for p in pairs], [p[1] for p in pairs]
+            for x in xs:
+                # MXNet updates BatchNorm moving statistics in the backward pass, which it
+                # prunes for the parameter-free input BN unless the input needs a gradient:
+                # without this the input BN's statistics would stay 0/1 (see README)
+                x.attach_grad()
             with mx.autograd.record():
                 outs = [model(x) for x in xs]
                 losses = [loss_fn(o, t) for o, t in zip(outs, targets)]
