@@ -1,0 +1,231 @@
+"""utils/reproduce.py: the commands it prints parse with train_cifar.py and run only on --run."""
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+import train_cifar
+from conftest import ROOT
+from net.errors import AFFError
+from utils import paper_tables as PT
+from utils import reproduce as R
+from utils.recipes import CIFAR_RECIPES, resolve
+
+EXAMPLE = ('python train_cifar.py --recipe paper --model cifar_iaff_resnet20_b2 --dataset cifar100 '
+           '--label-mode coarse --classes 100 --seed 0 --data-dir DATA '
+           '--logging-dir logs/table4/resnet/iaff_b2 --save-dir params/table4/resnet/iaff_b2 '
+           '--save-plot-dir logs/table4/resnet/iaff_b2')
+
+
+def _resolve(argv):
+    """What train_cifar.py makes of a command line (a fresh parser: resolve() sets defaults)."""
+    args, _ = resolve(train_cifar.build_parser(), argv, CIFAR_RECIPES,
+                      lambda a: 'quickstart' if a.dataset == 'digits' else 'official')
+    train_cifar.validate(args)
+    return args
+
+
+def _main(capsys, *argv):
+    assert R.main(list(argv)) == 0
+    return capsys.readouterr().out
+
+
+def _commands(text):
+    return [line for line in text.splitlines() if line.startswith('python ')]
+
+
+def test_the_documented_example(capsys):
+    out = _main(capsys, '--table', '4', '--scenario', 'resnet', '--b', '2')
+    assert EXAMPLE in _commands(out)
+    assert len(_commands(out)) == 7
+    assert '# Table 4 | iAFF (ours) | ResNet b=2 | paper 0.807 accuracy, CIFAR-100 coarse labels\n' \
+        + EXAMPLE in out
+
+
+@pytest.mark.parametrize('seed,data_dir', [(0, 'DATA'), (3, '/data/my cifar')])
+def test_every_cifar_command_resolves_to_its_cell(seed, data_dir):
+    n = 0
+    for c in PT.CELLS:
+        kind, _ = R.status(c)
+        if kind != 'run':
+            continue
+        argv = shlex.split(R.Plan(kind, '', R.command(c, seed, data_dir), [c]).text)
+        assert argv[:2] == ['python', 'train_cifar.py'], c.key
+        args = _resolve(argv[2:])
+        assert (args.model, args.recipe, args.label_mode, args.seed, args.classes, args.dataset,
+                args.data_dir) == (c.model, c.recipe, c.label_mode, seed, 100, 'cifar100',
+                                   data_dir), c.key
+        d = R.run_dir(c, seed)
+        assert args.logging_dir == args.save_plot_dir == 'logs/' + d
+        assert args.save_dir == 'params/' + d
+        assert (d.endswith('_seed%d' % seed)) == bool(seed)
+        n += 1
+    # Tables 3 (ResNet), 4 (ResNet), S1 and the 5 released CIFAR checkpoints
+    assert n == 12 + 28 + 15 + 5
+
+
+def test_paper_recipe_means_no_mixup_and_coarse_labels():
+    args = _resolve(shlex.split(EXAMPLE)[2:])
+    assert (args.mixup, args.label_smoothing, args.auto_aug, args.num_epochs, args.lr,
+            args.lr_decay_epoch, args.batch_size, args.era) == (
+        False, False, False, 400, 0.2, '300,350', 128, 'paper')
+
+
+def test_shared_runs_share_command_and_directory():
+    for b in (1, 2, 3, 4):
+        for scen, title in (('resnet', 'ResNet'), ('inception', 'InceptionNet'), ('fpn', 'FPN')):
+            col = '%s b=%d' % (title, b)
+            t3 = PT.cells(table='3', row='Global + Local', column=col)[0]
+            t4 = PT.cells(table='4', row='AFF (ours)', column=col)[0]
+            assert R.command(t3) == R.command(t4) and R.run_dir(t3) == R.run_dir(t4)
+            assert R.run_dir(t4) == 'table4/%s/aff_b%d' % (scen, b)
+    for b in (1, 2, 3):
+        col = 'ResNet b=%d' % b
+        for s1, t4 in (('AFF', 'AFF (ours)'), ('Iterative AFF', 'iAFF (ours)')):
+            assert R.command(PT.cells(table='S1', row=s1, column=col)[0]) == \
+                R.command(PT.cells(table='4', row=t4, column=col)[0])
+    # distinct runs never share an output directory
+    dirs = {}
+    for c in PT.CELLS:
+        if R.run_key(c) is not None:
+            assert dirs.setdefault(R.run_dir(c), R.run_key(c)) == R.run_key(c), c.key
+    assert R.run_dir(PT.cells(table='S1', row='Half-AFF', b=1)[0]) == 'tableS1/resnet/halfaff_b1'
+    assert R.run_dir(PT.cells(table='3', row='Local + Local', column='ImageNet')[0]) == \
+        'table3/imagenet/locallocal_resnet50_v1b'
+
+
+def test_one_command_for_a_shared_run(capsys):
+    out = _main(capsys, '--model', 'cifar_aff_resnet20_b2')
+    assert len(_commands(out)) == 1
+    head = out.split('python ')[0]
+    for table in ('3', '4', 'S1'):
+        assert '# Table %s |' % table in head
+    assert '# caveat:' in head                 # S1 prints 0.799, Table 4 0.804
+    out = _main(capsys, '--model', 'cifar_aff_resnet20_b3')
+    assert len(_commands(out)) == 1 and '# caveat:' not in out    # both print 0.816
+
+
+def test_not_runnable_cells(capsys):
+    out = _main(capsys, '--table', '3', '--b', '1')
+    assert out.count('# not runnable yet:') == 6      # 3 Inception + 3 FPN cells
+    assert 'cifar_aff_inception_resnet20_b1' in out and 'stopsign_aff_fpn_resnet20_b1' in out
+    assert len(_commands(out)) == 3
+    out = _main(capsys, '--table', '3', '--scenario', 'imagenet')
+    assert out.count('# not runnable yet: train_imagenet.py') == 3
+    assert re.search(r'^# pending: python train_imagenet\.py --recipe paper --model '
+                     r'aff_resnet50_v1b ', out, re.M)
+    assert not _commands(out)
+    out = _main(capsys, '--table', '5')
+    assert '# pending: python train_imagenet.py --recipe paper_sota --model iaff_resnet50_v1b' in out
+    assert out.count('# no command: a result cited') == 12
+    assert out.count('# no command: a parameter count') == 4
+    out = _main(capsys, '--table', 'S2')
+    assert out.count('# no command: an analytic FLOPs count') == 12 and 'python' not in out
+
+
+def test_imagenet_becomes_runnable_with_a_real_script(monkeypatch):
+    c = PT.cells(table='3', row='Global + Local', column='ImageNet')[0]
+    assert R.status(c)[0] == 'pending'
+    monkeypatch.setattr(R, 'script_status', lambda script: (True, ''))
+    assert R.status(c) == ('run', '')
+    inc = PT.cells(table='4', row='Add', column='InceptionNet b=1')[0]
+    assert R.status(inc)[0] == 'pending'                  # the network is still missing
+
+
+def test_script_is_valid_bash_with_one_command_per_run(tmp_path, capsys):
+    path = tmp_path / 'all.sh'
+    out = _main(capsys, '--script', str(path), '--seed', '1')
+    assert str(path) in out and not (tmp_path / 'logs').exists()
+    text = path.read_text()
+    assert subprocess.run(['bash', '-n', str(path)]).returncode == 0
+    assert os.access(str(path), os.X_OK)
+    lines = text.splitlines()
+    assert lines[0] == '#!/usr/bin/env bash' and 'set -euo pipefail' in lines
+    cmds = _commands(text)
+    want = {' '.join(shlex.quote(a) for a in R.command(c, 1)) for c in PT.CELLS
+            if R.status(c)[0] == 'run'}
+    assert len(cmds) == len(set(cmds)) == len(want) and set(cmds) == want
+    for i, line in enumerate(lines):          # a cell comment with the paper value above each
+        if line.startswith('python '):
+            assert re.match(r'^# (Table .*\| (paper|reported) \S+|caveat: )', lines[i - 1])
+    for c in PT.CELLS:                         # every cell is mentioned once
+        assert text.count('# ' + R.describe(c) + '\n') == 1, c.key
+
+
+def test_dry_run_is_the_default_and_runs_nothing(monkeypatch, capsys):
+    def forbidden(*a, **k):
+        raise AssertionError('a dry run must not start a process')
+    for name in ('run', 'Popen', 'call', 'check_call'):
+        monkeypatch.setattr(subprocess, name, forbidden)
+    monkeypatch.setattr(os, 'system', forbidden)
+    watched = [os.path.join(ROOT, 'logs', 'table4'), os.path.join(ROOT, 'params', 'table4')]
+    before = [os.path.exists(p) for p in watched]
+    args = R.build_parser().parse_args([])
+    assert not args.run
+    _main(capsys, '--table', '4', '--scenario', 'resnet', '--b', '2')
+    _main(capsys, '--table', '4', '--scenario', 'resnet', '--b', '2', '--dry-run')
+    assert [os.path.exists(p) for p in watched] == before
+    with pytest.raises(SystemExit):
+        R.build_parser().parse_args(['--run', '--dry-run'])
+
+
+def test_cli_dry_run_creates_nothing(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    p = subprocess.run([sys.executable, '-m', 'utils.reproduce', '--table', '4', '--b', '1'],
+                       cwd=str(tmp_path), env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert EXAMPLE.replace('b2', 'b1') in p.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_executes_the_commands_in_order(monkeypatch, capsys):
+    calls = []
+
+    class Done:
+        returncode = 0
+
+    def fake_run(argv, cwd=None, **kw):
+        calls.append((argv, cwd))
+        return Done()
+    monkeypatch.setattr(subprocess, 'run', fake_run)
+    with pytest.raises(AFFError, match='placeholder'):
+        R.main(['--table', '4', '--scenario', 'resnet', '--b', '2', '--run'])
+    assert calls == []
+    assert R.main(['--table', '4', '--scenario', 'resnet', '--b', '2', '--run',
+                   '--data-dir', '/data/cifar']) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith('reproduce: running 7 training commands for 7 cells')
+    assert [a[1:] for a, _ in calls] == [shlex.split(c)[1:] for c in re.findall(
+        r'^\[\d/7\] (.*)$', out, re.M)]
+    assert all(a[0] == sys.executable and cwd == ROOT for a, cwd in calls)
+    assert calls[-1][0][1:] == shlex.split(EXAMPLE.replace('DATA', '/data/cifar'))[1:]
+
+    calls.clear()
+    Done.returncode = 3
+    assert R.main(['--table', '4', '--b', '1', '--run', '--data-dir', '/data/cifar']) == 3
+    assert len(calls) == 1                    # stops at the first failure
+
+
+def test_list_contains_every_cell_once(capsys):
+    out = _main(capsys, '--list')
+    rows = [[x.strip() for x in line.strip('|').split('|')] for line in out.splitlines()[2:]]
+    keys = [(r[0], r[1], r[2]) for r in rows]
+    assert len(keys) == len(set(keys)) == len(PT.CELLS)
+    assert set(keys) == {c.key for c in PT.CELLS}
+    by_key = {(r[0], r[1], r[2]): r for r in rows}
+    assert by_key[('4', 'iAFF (ours)', 'ResNet b=4')][3:] == [
+        '/', 'accuracy', 'cifar_iaff_resnet20_b4', 'yes']
+    assert by_key[('3', 'Global + Global', 'FPN b=1')][3:] == [
+        '0.911', 'mIoU', 'stopsign_globalglobal_fpn_resnet20_b1', 'no']
+
+
+def test_filters_and_errors(capsys):
+    out = _main(capsys, '--list', '--table', 's1', '--b', '3')
+    assert len(out.splitlines()) == 2 + 5
+    with pytest.raises(AFFError, match='no cell matches'):
+        R.main(['--table', '4', '--model', 'cifar_aff_resnet32'])
+    with pytest.raises(AFFError, match='unknown table'):
+        R.main(['--table', '7'])

@@ -1,0 +1,304 @@
+"""Training commands that reproduce the paper's table cells (utils/paper_tables.py).
+
+Usage:
+    python -m utils.reproduce --list [FILTERS]              # the cells (Markdown table)
+    python -m utils.reproduce [FILTERS]                      # print the commands (dry run, the default)
+    python -m utils.reproduce [FILTERS] --script run.sh      # write them as a bash script
+    python -m utils.reproduce [FILTERS] --run                # run them, one after another
+
+FILTERS: --table {3,4,5,S1,S2,HEAD-README,released} --scenario {inception,resnet,fpn,imagenet}
+--b {1,2,3,4} --model NAME --row LABEL; --seed N (default 0) and --data-dir DIR (default the
+placeholder DATA) go into every command.
+
+One training run serves every cell it produced: Table 3's "Global + Local" row and Table 4's
+"AFF (ours)" row (and Table S1's AFF / Iterative AFF rows) are the same configurations, so they map
+to one command and one output directory, named after the first table in :data:`RUN_PRECEDENCE`
+(``logs/table4/resnet/aff_b2``).  Cells whose script or network does not exist yet print
+``# not runnable yet: <reason>`` (ImageNet cells also print the pending command, commented out);
+cells that are no training result (Table S2, other papers' rows of Table 5, parameter counts) print
+``# no command: <reason>``.
+"""
+import argparse
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+from net.errors import AFFError
+from utils import paper_tables as PT
+from utils.cli import run_main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: the table whose name the shared output directory of a run carries, first match wins
+RUN_PRECEDENCE = ('4', '3', 'S1', '5', 'released', 'HEAD-README')
+_TABLE_DIR = {'3': 'table3', '4': 'table4', '5': 'table5', 'S1': 'tableS1', 'S2': 'tableS2',
+              'HEAD-README': 'head_readme', 'released': 'released'}
+_SCRIPT_OF_SCENARIO = {'inception': 'train_cifar.py', 'resnet': 'train_cifar.py',
+                       'fpn': 'train_seg.py', 'imagenet': 'train_imagenet.py'}
+_SHORT = re.compile(r'^(?:cifar|stopsign)_([a-z0-9]+)_(?:inception_|fpn_)?resnet20_(b[1-4])$')
+
+
+# --------------------------------------------------------------------------- what runs
+def script_status(script):
+    """``(ready, reason)``: a training script is ready when it exists and is not a stub."""
+    path = os.path.join(ROOT, script)
+    if not os.path.isfile(path):
+        return False, '%s does not exist yet' % script
+    with open(path, encoding='utf-8') as f:
+        source = f.read()
+    if 'not_implemented(' in source:
+        return False, '%s is not implemented yet (a stub until its issue lands)' % script
+    return True, ''
+
+
+def run_key(cell):
+    """The identity of the training run behind a cell, or None if it is no training result."""
+    if cell.model is None or cell.metric not in ('accuracy', 'top1_err', 'mIoU'):
+        return None
+    return (_SCRIPT_OF_SCENARIO[cell.scenario], cell.model, cell.recipe, cell.dataset,
+            cell.label_mode)
+
+
+def _canonical():
+    out = {}
+    for table in RUN_PRECEDENCE + tuple(t for t in PT.TABLES if t not in RUN_PRECEDENCE):
+        for c in PT.CELLS:
+            k = run_key(c)
+            if c.table == table and k is not None and k not in out:
+                out[k] = c
+    return out
+
+
+_CANONICAL = _canonical()
+
+
+def run_dir(cell, seed=0):
+    """``<table>/<scenario>/<run>`` of the run behind ``cell`` (shared by every cell of that run)."""
+    key = run_key(cell)
+    c = _CANONICAL.get(key, cell) if key is not None else cell
+    m = _SHORT.match(c.model or '')
+    name = '%s_%s' % m.groups() if m else c.model
+    if c.table == 'released' and c.label_mode:
+        name = '%s_%s' % (name[len('cifar_'):] if name.startswith('cifar_') else name,
+                          c.label_mode)
+    if seed:
+        name += '_seed%d' % seed
+    return '%s/%s/%s' % (_TABLE_DIR[c.table], c.scenario, name)
+
+
+def command(cell, seed=0, data_dir='DATA'):
+    """The argv (starting with ``python``) that trains the run behind ``cell``; None if none."""
+    key = run_key(cell)
+    if key is None:
+        return None
+    script = key[0]
+    d = run_dir(cell, seed)
+    argv = ['python', script, '--recipe', cell.recipe, '--model', cell.model]
+    if script == 'train_cifar.py':
+        argv += ['--dataset', cell.dataset, '--label-mode', cell.label_mode, '--classes', '100',
+                 '--seed', str(seed), '--data-dir', data_dir, '--logging-dir', 'logs/' + d,
+                 '--save-dir', 'params/' + d, '--save-plot-dir', 'logs/' + d]
+    elif script == 'train_imagenet.py':
+        argv += ['--seed', str(seed), '--data-dir', data_dir, '--save-dir', 'params/' + d,
+                 '--logging-file', 'logs/%s/train_imagenet.log' % d]
+    else:
+        argv += ['--dataset', cell.dataset, '--seed', str(seed), '--data-dir', data_dir,
+                 '--logging-dir', 'logs/' + d, '--save-dir', 'params/' + d]
+    return argv
+
+
+def status(cell):
+    """``(kind, reason)``: kind 'run' (runnable now), 'pending' (script or network missing) or
+    'none' (no training run behind the cell)."""
+    if cell.model is None:
+        if cell.table == 'S2':
+            return 'none', 'an analytic FLOPs count, not a training result'
+        ref = re.search(r'reference \[\d+\]', cell.source)
+        return 'none', 'a result cited from another paper%s, not a network of ours' % (
+            ' (%s)' % ref.group(0) if ref else '')
+    if cell.metric == 'params_M':
+        head = re.search(r'HEAD architecture (\S+)', cell.note)
+        return 'none', ('a parameter count, not a training result: python -m utils.models %s'
+                        % (head.group(1) if head else cell.model))
+    script = _SCRIPT_OF_SCENARIO[cell.scenario]
+    ready, why = script_status(script)
+    reasons = [] if ready else [why]
+    if not cell.available:
+        what = {'inception': 'the Inception-ResNet-20-b networks',
+                'fpn': 'the ResNet-20-b + FPN networks and the StopSign data'}.get(
+                    cell.scenario, 'the network')
+        reasons.append('%s do not exist yet (planned name %s)' % (what, cell.model))
+    return ('run', '') if not reasons else ('pending', '; '.join(reasons))
+
+
+def caveat(cell):
+    """A one-line warning printed above a runnable command, or ''."""
+    if cell.table == 'released' and cell.label_mode == 'coarse':
+        return ('the released superclass checkpoints are the end of 2-3 chained, resumed runs; '
+                'this single from-scratch run approximates them')
+    if cell.table == 'S1' and cell.row == 'AFF' and 'prints' in cell.note:
+        return ('Table S1 and Table 4 print different numbers for this configuration; one run '
+                'is compared with both')
+    return ''
+
+
+def _value_text(c):
+    if c.value is None:
+        return "'/' (not reported)"
+    unit = {'fraction': '', 'percent': ' %', 'M': ' M', 'C^2HW': ' C^2HW'}[c.unit]
+    labels = ', CIFAR-100 %s labels' % c.label_mode if c.label_mode else ''
+    return '%s%s %s%s' % (c.text, unit, c.metric, labels)
+
+
+def describe(c):
+    """``Table 4 | iAFF (ours) | ResNet b=2 | paper 0.807 accuracy, CIFAR-100 coarse labels``."""
+    who = {'HEAD-README': 'README', 'released': 'reported'}.get(c.table, 'paper')
+    return 'Table %s | %s | %s | %s %s' % (c.table, c.row, c.column, who, _value_text(c))
+
+
+# --------------------------------------------------------------------------- plans
+class Plan:
+    """One command (or the reason there is none) and the selected cells it serves."""
+
+    def __init__(self, kind, reason, argv, cells):
+        self.kind, self.reason, self.argv, self.cells = kind, reason, argv, list(cells)
+
+    @property
+    def text(self):
+        return ' '.join(shlex.quote(a) for a in self.argv) if self.argv else None
+
+    def lines(self):
+        out = ['# ' + describe(c) for c in self.cells]
+        if self.kind == 'run':
+            for c in self.cells:
+                if caveat(c):
+                    out.append('# caveat: ' + caveat(c))
+            out.append(self.text)
+        elif self.kind == 'pending':
+            out.append('# not runnable yet: ' + self.reason)
+            if self.argv and self.argv[1] == 'train_imagenet.py':
+                out.append('# pending: ' + self.text)
+        else:
+            out.append('# no command: ' + self.reason)
+        return out
+
+
+def plans(selected, seed=0, data_dir='DATA'):
+    """Group the selected cells by training run, in first-appearance order."""
+    out, by_key = [], {}
+    for c in selected:
+        kind, reason = status(c)
+        key = run_key(c) if kind != 'none' else None
+        if key is not None and key in by_key:
+            by_key[key].cells.append(c)
+            continue
+        p = Plan(kind, reason, command(c, seed, data_dir) if kind != 'none' else None, [c])
+        out.append(p)
+        if key is not None:
+            by_key[key] = p
+    return out
+
+
+def script_text(selected_plans, argv_text):
+    runs = [p for p in selected_plans if p.kind == 'run']
+    n_cells = sum(len(p.cells) for p in selected_plans)
+    lines = ['#!/usr/bin/env bash',
+             '# Generated by: python -m utils.reproduce %s' % argv_text,
+             '# %d training commands for %d cells; %d cells without a runnable command '
+             '(commented).' % (len(runs), n_cells,
+                               sum(len(p.cells) for p in selected_plans if p.kind != 'run')),
+             '# Runs from the repository root with the `python` on PATH (activate .venv first).',
+             'set -euo pipefail',
+             'cd %s' % shlex.quote(ROOT), '']
+    for p in selected_plans:
+        lines += p.lines() + ['']
+    return '\n'.join(lines)
+
+
+# --------------------------------------------------------------------------- CLI
+def build_parser():
+    p = argparse.ArgumentParser(prog='python -m utils.reproduce',
+                                description=__doc__.split('\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    f = p.add_argument_group('filters (all given ones must match)')
+    f.add_argument('--table', help='one of %s (case-insensitive)' % ', '.join(PT.TABLES))
+    f.add_argument('--scenario', choices=PT.SCENARIOS)
+    f.add_argument('--b', type=int, choices=(1, 2, 3, 4))
+    f.add_argument('--model', help='registry (or planned) model name')
+    f.add_argument('--row', help="the paper's row label, e.g. 'iAFF (ours)'")
+    p.add_argument('--list', action='store_true', help='list the cells instead of commands')
+    p.add_argument('--seed', type=int, default=0, help='--seed of every command')
+    p.add_argument('--data-dir', default='DATA', help='--data-dir of every command')
+    p.add_argument('--script', metavar='FILE', help='write the commands as a bash script')
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument('--dry-run', action='store_true', help='print the commands (the default)')
+    mode.add_argument('--run', action='store_true',
+                      help='execute the runnable commands one after another')
+    return p
+
+
+def _select(args):
+    try:
+        selected = PT.cells(table=args.table, scenario=args.scenario, b=args.b, model=args.model,
+                            row=args.row)
+    except ValueError as e:
+        raise AFFError(str(e)) from None
+    if not selected:
+        given = ' '.join('--%s %s' % (k, v) for k, v in
+                         (('table', args.table), ('scenario', args.scenario), ('b', args.b),
+                          ('model', args.model), ('row', args.row)) if v is not None)
+        raise AFFError('no cell matches %s; `python -m utils.reproduce --list` lists them'
+                       % (given or 'the filters'))
+    return selected
+
+
+def list_text(selected):
+    head = ('table', 'row', 'column', 'value', 'metric', 'model', 'available')
+    rows = [head, tuple('---' for _ in head)]
+    for c in selected:
+        rows.append((c.table, c.row, c.column, c.text,
+                     c.metric, c.model or '-', 'yes' if c.available else 'no'))
+    return '\n'.join('| ' + ' | '.join(r) + ' |' for r in rows)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    selected = _select(args)
+    if args.list:
+        print(list_text(selected))
+        return 0
+    ps = plans(selected, seed=args.seed, data_dir=args.data_dir)
+    if args.script:
+        with open(args.script, 'w') as f:
+            f.write(script_text(ps, ' '.join(shlex.quote(a) for a in argv)))
+        os.chmod(args.script, 0o755)
+    runs = [p for p in ps if p.kind == 'run']
+    if not args.run:
+        if args.script:
+            print('wrote %s: %d training commands for %d cells'
+                  % (args.script, len(runs), len(selected)))
+        else:
+            print('\n\n'.join('\n'.join(p.lines()) for p in ps))
+        return 0
+    if runs and args.data_dir == 'DATA' and not os.path.isdir(os.path.join(ROOT, 'DATA')):
+        raise AFFError('--run needs --data-dir DIR: DATA is only a placeholder (the folder with '
+                       'the CIFAR binary files)')
+    skipped = sum(len(p.cells) for p in ps if p.kind != 'run')
+    print('reproduce: running %d training commands for %d cells (%d cells without a runnable '
+          'command skipped), in %s' % (len(runs), len(selected) - skipped, skipped, ROOT),
+          flush=True)
+    for i, p in enumerate(runs, 1):
+        print('[%d/%d] %s' % (i, len(runs), p.text), flush=True)
+        rc = subprocess.run([sys.executable] + p.argv[1:], cwd=ROOT).returncode
+        if rc:
+            print('reproduce: command %d of %d failed (exit %d); stopping' % (i, len(runs), rc),
+                  file=sys.stderr)
+            return rc
+    return 0
+
+
+if __name__ == '__main__':
+    run_main(main)
