@@ -1,0 +1,357 @@
+"""utils.compare: runs of ours vs the paper cells vs the official logs; its markdown and PNGs.
+
+The official-log numbers are transcribed from ../shared/reference/openaff-spec.md §5 (best value, 4
+decimals as printed there, and its epoch; the spec's ``r = 4`` directories are ``r_4``).  The copies
+in tests/data/official_logs are enough; when the shared reference directory exists, every log of
+``OFFICIAL_LOGS`` is checked there as well.
+"""
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import DATA, ROOT
+from net.errors import AFFError
+from net.model_store import RELEASED
+from utils import compare as C
+from utils import paper_tables as PT
+from utils.logs import EpochCSV, EpochLogger
+from utils.reproduce import run_dir
+
+COPIED = os.path.join(DATA, 'official_logs')
+SHARED = os.path.join(os.path.dirname(ROOT), 'shared', 'reference', 'official_logs')
+needs_shared = pytest.mark.skipif(not os.path.isdir(SHARED),
+                                  reason='../shared/reference/official_logs not present')
+
+R32_FINE = 'head/cifar100/AFF-ResNet-32/train_cifar100-ASKCFuse-resnet-32-c-4-s-1.log'
+X47_ROOT = 'head/cifar100/AFF-ResNeXt-47-32x4d/train_cifar100-ASKCFuse-resneXt-47-32x4-c-4-s-1.log'
+IAFF_X50_HEAD = 'head/imagenet/iAFF-ResNeXt-50/iaff_resnext50.log'
+AFF_R50_806 = 'paper/imagenet/sota/AFF-ResNet-50/resnet50_v1b_best_AFF_mixup.log'
+
+# Spec §5: log -> (best value, best epoch) of the segment the comparison uses.
+SPEC5_BEST = {
+    R32_FINE: (0.8357, 635),
+    'head/cifar100/AFF-ResNet-32/superclasses/train_cifar100_cifar100-ASKCFuse-resnet-32-c-4-s-1.log':
+        (0.9078, 617),
+    'head/cifar100/AFF-ResNet-32/superclasses/From_Scratch_Log_train_cifar100_cifar100-ASKCFuse-'
+    'resnet-32-c-4-s-1.log': (0.9031, 521),
+    'head/cifar100/AFF-ResNeXt-38-32x4d/From_Scratch_Log_train_cifar100_cifar100-ASKCFuse-resneXt-'
+    '38-c-4-s-1.log': (0.9065, 625),
+    'head/cifar100/AFF-ResNeXt-38-32x4d/train_cifar100-ASKCFuse-resneXt-38-c-4-s-1.log': (0.9123, 621),
+    'head/cifar100/AFF-ResNeXt-47-32x4d/superclass/From_Scratch_Log_train_cifar100-ASKCFuse-resneXt-'
+    '47-c-4-s-1.log': (0.9091, 634),
+    'head/cifar100/AFF-ResNeXt-47-32x4d/superclass/train_cifar100-ASKCFuse-resneXt-47-32x4-c-4-s-1.log':
+        (0.9184, 607),
+    X47_ROOT: (0.8538, 605),  # segment 5, the fine-label run
+    'head/imagenet/AFF-ResNet-50/aff_resnet50.log': (0.2028, 235),
+    'head/imagenet/iAFF-ResNet-50/iaff_resnet50.log': (0.2022, 238),
+    'head/imagenet/AFF-ResNeXt-50/aff_resnext50.log': (0.2028, 231),
+    IAFF_X50_HEAD: (0.1978, 238),
+    'paper/imagenet/ablation/resnet50_v1b_GlobGlob_div16.log': (0.2232, 158),
+    'paper/imagenet/ablation/resnet50_v1b_LocaLoca_div16.1.log': (0.2200, 158),
+    'paper/imagenet/sota/AFF-ResNet-50/resnet50_v1b_best_div16_resume.log': (0.2162, 155),
+    AFF_R50_806: (0.2090, 157),
+    'paper/imagenet/sota/iAFF-ResNet-50/resnet50_v1b_best_iAFF.log': (0.2043, 178),
+    'paper/imagenet/sota/AFF-ResNeXt-50-32x4d/resnext50_32x4d_aff_best.log': (0.2086, 152),
+    'paper/imagenet/sota/iAFF-ResNeXt-50-32x4d/resnext50_32x4d_iaff_best.log': (0.2025, 159),
+    'paper/cifar100/sota/resnet-32-aff-host/r_4/train_cifar100_resnet_v2_askc_blocks_5_channel_times_4_'
+    'start_layer_1_mixup.log': (0.8967, 381),
+    'paper/cifar100/sota/resnext29_32x4d_aff-host/r_4/train_cifar100_resnext29_32x4d_askc_mixup.log':
+        (0.8973, 638),
+    'paper/cifar100/sota/resnext38_32x4d_iaff-host/train_cifar100_resnext38_32x4d_iaff_mixup.log':
+        (0.8953, 639),
+    'paper/cifar10/resnet-32-askc-host/r_4/train_cifar10_resnet_v2_askc_blocks_5_channel_times_4_'
+    'start_layer_1_mixup.log': (0.9626, 387),  # segment 1
+    'paper/cifar10/resnext29_32x4d_askc/train_cifar10_resnext29_32x4d_askc_mixup.log': (0.9705, 592),
+}
+NO_EPOCH_LOGS = {
+    'paper/cifar100/sota/resnet-32-aff-host/r_4/cifar100_laplace.cs.arizona.edu_GPU_0_best_Acc.log',
+    'paper/cifar100/sota/resnext38_32x4d_aff-host/train_cifar100_resnext38_32x4d_askc_mixup.log',
+}
+
+T4_IAFF_B2 = ('4', 'iAFF (ours)', 'ResNet b=2')
+S1_IAFF_B2 = ('S1', 'Iterative AFF', 'ResNet b=2')
+CSV_FIELDS = ['epoch', 'train', 'train_metric_name', 'val', 'loss', 'lr', 'time']
+
+
+def _cell(key):
+    (cell,) = [c for c in PT.CELLS if c.key == key]
+    return cell
+
+
+def _table_rows(text, section):
+    """The rows (lists of cells) of the markdown table under ``## <section>``."""
+    lines = text.split('\n')
+    start = next(i for i, l in enumerate(lines) if l.startswith('## ' + section))
+    rows = []
+    for line in lines[start + 1:]:
+        if line.startswith('## '):
+            break
+        if line.startswith('| ') and not line.startswith('|---'):
+            rows.append([x.strip() for x in line.strip().strip('|').split(' | ')])
+    return rows[1:]  # without the header
+
+
+def _run_main(argv, capsys):
+    assert C.main([str(a) for a in argv]) == 0
+    return capsys.readouterr().out
+
+
+def write_cifar_run(logdir, vals, label_mode, recipe, num_epochs, model='cifar_iaff_resnet20_b2',
+                    seed=0, **extra):
+    """A run of ours as train_cifar.py writes it: train_<model_name>.log + .csv in logdir."""
+    config = dict(model=model, dataset='cifar100', label_mode=label_mode, classes=100,
+                  recipe=recipe, seed=seed, askc_type='ASKCFuse', blocks=5, channel_times=4,
+                  start_layer=1, era='paper', mixup=recipe == 'released', num_epochs=num_epochs,
+                  lr=0.2, batch_size=128, logging_dir=str(logdir))
+    config.update(extra)
+    name = 'cifar100-%s' % model if model not in ('resnet', 'resnext') else \
+        'cifar100-ASKCFuse-resnet-32-c-4-s-1'
+    log_path = os.path.join(str(logdir), 'train_%s.log' % name)
+    with EpochLogger(log_path, config, stream=None) as log, \
+            EpochCSV(os.path.join(str(logdir), 'train_%s.csv' % name), CSV_FIELDS) as csv:
+        for epoch, val in enumerate(vals):
+            row = dict(train=0.1 * epoch, val=val, loss=4.0 - epoch, lr=0.2, time=12.5)
+            log.epoch(epoch, **row)
+            csv.append(epoch=epoch, train_metric_name='accuracy', **row)
+    return log_path
+
+
+# ----------------------------------------------------------------------------------- the table
+def test_official_logs_table_is_consistent():
+    keys = {c.key for c in PT.CELLS}
+    assert set(C.OFFICIAL_LOGS) == set(SPEC5_BEST)
+    for rel, entry in C.OFFICIAL_LOGS.items():
+        assert entry.path == rel
+        assert (entry.best, entry.epoch) == SPEC5_BEST[rel], rel
+        assert set(entry.cells) <= keys, rel
+        for key in entry.cells:
+            assert _cell(key).model == entry.model, (rel, key)
+        import net
+        assert entry.model in net.get_model_list(), rel
+    # the released checkpoints come from the logs net.model_store names, with their numbers
+    for c in RELEASED:
+        entry = C.OFFICIAL_LOGS['head/' + c.log]
+        assert (entry.best, entry.epoch, entry.model) == (c.value, c.epoch, c.model)
+        assert any(k[:2] == ('released', '%s [%s]' % (c.model, c.tag)) for k in entry.cells)
+    # Table 5 truncates 100 x the 806562e best error; Table 3's ImageNet column is 1 - error, rounded
+    for entry in C.OFFICIAL_LOGS.values():
+        for key in entry.cells:
+            cell = _cell(key)
+            if cell.table == '5':
+                assert math.floor(round(entry.best * 1000, 6)) / 10 == cell.value, key
+            elif cell.table == '3':
+                assert round(1 - entry.best, 3) == cell.value, key
+    # every cell that an official log produced has one
+    covered = {k for e in C.OFFICIAL_LOGS.values() for k in e.cells}
+    want = {c.key for c in PT.CELLS if c.metric in ('accuracy', 'top1_err') and c.model
+            and (c.table in ('released', 'HEAD-README', '5') or c.column == 'ImageNet')}
+    assert covered == want
+
+
+def test_copied_official_logs_parse_to_spec():
+    present = [rel for rel in C.OFFICIAL_LOGS if C.find_official(COPIED, rel)]
+    assert {R32_FINE, X47_ROOT, IAFF_X50_HEAD, AFF_R50_806} <= set(present)
+    for rel in present:
+        o = C.load_official(COPIED, rel)
+        assert o.found and o.file.endswith('.gz'), rel
+        assert (round(o.best, 4), o.epoch) == SPEC5_BEST[rel], rel
+    assert C.load_official(COPIED, X47_ROOT).segment == 5
+    missing = C.load_official(COPIED, 'paper/imagenet/ablation/resnet50_v1b_GlobGlob_div16.log')
+    assert not missing.found and missing.error == 'not found'
+
+
+def test_official_vs_paper_without_runs(tmp_path, capsys):
+    out = _run_main(['--official', COPIED, '--out', tmp_path / 'png',
+                     '--markdown', tmp_path / 'r.md'], capsys)
+    assert 'Ours vs paper' not in out and '## Runs' not in out
+    rows = {r[0]: r for r in _table_rows(out, 'Official logs vs paper')}
+    # the HEAD fine-label AFF-ResNet-32 log = the released checkpoint 0.8357 (epoch 635)
+    r = rows['Table released / cifar_aff_resnet32 [fine] / CIFAR-100 fine']
+    assert r[1:6] == ['cifar_aff_resnet32', R32_FINE, '0.8357 @635', '0.8357', '0.0000']
+    r = rows['Table released / cifar_aff_resnext47_32x4d [fine] / CIFAR-100 fine']
+    assert r[2:6] == [X47_ROOT + ' (segment 5)', '0.8538 @605', '0.8538', '0.0000']
+    # the 806562e AFF-ResNet-50 log vs Table 5 (top-1 error in %: 20.90 vs the printed 20.9)
+    r = rows['Table 5 / AFF-ResNet-50 (ours) / top-1 err.']
+    assert r[1:6] == ['aff_resnet50_v1b', AFF_R50_806, '20.90 @157', '20.9', '0.00']
+    r = rows['Table HEAD-README / iAFF-ResNeXt-50-32x4d / top-1 err.']
+    assert r[3:6] == ['19.78 @238', '19.78', '0.00']
+    r = rows['Table released / iaff_resnext50_32x4d [head] / ImageNet']
+    assert r[3:6] == ['0.1978 @238', '0.1978', '0.0000']
+    # logs that are not copied are listed, not invented
+    r = rows['Table 3 / Global + Global / ImageNet']
+    assert r[3:6] == ['— (not found)', '0.777', '—']
+    # the official logs that no table prints
+    other = {r[0]: r for r in _table_rows(out, 'Official logs without a paper cell')}
+    assert other['paper/cifar100/sota/resnet-32-aff-host/r_4/train_cifar100_resnet_v2_askc_blocks_5_'
+                 'channel_times_4_start_layer_1_mixup.log'][4] == 'val 0.8967 @381'
+    with open(tmp_path / 'r.md', encoding='utf-8') as f:
+        assert f.read() == out
+    # Fig. 7 and the Table 4 heatmaps are drawn from the paper alone
+    for name in ('fig7_table4_vs_b.png', 'table4_paper.png', 'table4_ours_minus_paper.png'):
+        _check_png(tmp_path / 'png' / name)
+    assert sorted(os.listdir(tmp_path / 'png')) == ['fig7_table4_vs_b.png', 'table4_ours_minus_paper.png',
+                                                     'table4_paper.png']
+
+
+def _check_png(path):
+    assert os.path.isfile(path), path
+    with open(path, 'rb') as f:
+        data = f.read()
+    assert len(data) > 5000 and data[:8] == b'\x89PNG\r\n\x1a\n', path
+
+
+# ------------------------------------------------------------------------------- runs of ours
+def test_two_fake_runs_match_table4_iaff_b2(tmp_path, capsys):
+    cell = _cell(T4_IAFF_B2)
+    assert (cell.value, cell.model) == (0.807, 'cifar_iaff_resnet20_b2')
+    rel = run_dir(cell)
+    assert rel == 'table4/resnet/iaff_b2' and run_dir(_cell(S1_IAFF_B2)) == rel
+    dir1 = tmp_path / 'a' / 'logs' / rel
+    dir2 = tmp_path / 'b' / 'logs' / rel
+    vals1, vals2 = [0.5, 0.6125, 0.55], [0.45, 0.5, 0.5375]
+    write_cifar_run(dir1, vals1, 'coarse', 'paper', 400)
+    write_cifar_run(dir2, vals2, 'fine', 'released', 640)
+    out = _run_main([tmp_path / 'a', tmp_path / 'b', '--official', COPIED,
+                     '--out', tmp_path / 'png'], capsys)
+
+    runs = _table_rows(out, 'Runs')
+    assert [r[0] for r in runs] == ['#1', '#2']
+    assert runs[0][2] == runs[1][2] == 'cifar_iaff_resnet20_b2'
+    assert runs[0][3:7] == ['cifar100 / coarse / 100 out', 'paper', '0', '3/400']
+    assert runs[1][3:7] == ['cifar100 / fine / 100 out', 'released', '0', '3/640']
+    assert runs[0][7:9] == ['val 0.6125 @1', '0.5500 @2']
+    assert runs[1][7:9] == ['val 0.5375 @2', '0.5375 @2']
+
+    rows = _table_rows(out, 'Ours vs paper')
+    by = {(r[0], r[1]): r for r in rows}
+    name = 'Table 4 / iAFF (ours) / ResNet b=2'
+    d1 = '%+.4f' % (max(vals1) - 0.807)
+    d2 = '%+.4f' % (max(vals2) - 0.807)
+    assert (d1, d2) == ('-0.1945', '-0.2695')
+    r1 = by[(name, 'cifar_iaff_resnet20_b2 (#1)')]
+    r2 = by[(name, 'cifar_iaff_resnet20_b2 (#2)')]
+    assert r1[2:8] == ['0.6125 @1', '0.807', d1, '—', '—', 'ran 3/400 epochs']
+    assert r2[2:7] == ['0.5375 @2', '0.807', d2, '—', '—']
+    assert r2[7].split('; ') == ["fine labels vs paper's coarse", 'recipe released vs paper',
+                                 'ran 3/400 epochs', 'configured 640 epochs vs 400']
+    # the same runs serve Table S1's Iterative AFF b=2 (same configuration, 0.807 too)
+    s1 = 'Table S1 / Iterative AFF / ResNet b=2'
+    assert by[(s1, 'cifar_iaff_resnet20_b2 (#1)')][2:5] == ['0.6125 @1', '0.807', d1]
+    assert by[(s1, 'cifar_iaff_resnet20_b2 (#2)')][2:5] == ['0.5375 @2', '0.807', d2]
+    assert len(rows) == 4
+
+    # the structured report agrees; the flags come from the run, not from the directory name
+    report = C.build_report(C.discover([tmp_path]), COPIED)
+    assert [r.run.best for r in report.rows if r.cell.key == T4_IAFF_B2] == [(1, 0.6125), (2, 0.5375)]
+    assert {r.how for r in report.rows} == {'directory+model'}
+    assert report.primary()[T4_IAFF_B2].run.index == 1  # the unflagged run represents ours
+
+    # the PNGs: one per run, Fig. 7 and the two heatmaps
+    png = tmp_path / 'png'
+    names = sorted(os.listdir(png))
+    assert names == ['fig7_table4_vs_b.png', 'run1_table4-resnet-iaff_b2.png',
+                     'run2_table4-resnet-iaff_b2.png', 'table4_ours_minus_paper.png',
+                     'table4_paper.png']
+    for n in names:
+        _check_png(png / n)
+
+
+def test_model_match_outside_reproduce_dirs(tmp_path, capsys):
+    """Matching by model and dataset alone; the official --model resnet form; unmatched runs."""
+    # the released recipe with the official model form -> cifar_aff_resnet32 -> the released fine cell
+    log = write_cifar_run(tmp_path / 'x', [0.3, 0.4], 'fine', 'released', 640, model='resnet',
+                          era='head')
+    run = C.load_run(log[:-len('.log')] + '.csv')  # a CSV finds its log (config)
+    assert run.model == 'cifar_aff_resnet32' and run.path == log and run.csv.endswith('.csv')
+    assert [(c.key, how) for c, how in C.match_cells(run)] == [
+        (('released', 'cifar_aff_resnet32 [fine]', 'CIFAR-100 fine'), 'model')]
+    # a resumed run (second segment starting at epoch 2) continues the first one
+    write_cifar_run(tmp_path / 'y', [0.2, 0.25], 'coarse', 'paper', 400, model='cifar_aff_resnet20_b1',
+                    seed=3)
+    with EpochLogger(os.path.join(str(tmp_path / 'y'), 'train_cifar100-cifar_aff_resnet20_b1.log'),
+                     dict(model='cifar_aff_resnet20_b1', dataset='cifar100', label_mode='coarse',
+                          classes=20, recipe='paper', seed=3, num_epochs=400),
+                     stream=None) as resumed:
+        resumed.epoch(2, train=0.3, val=0.3, loss=1.0, lr=0.2, time=1.0)
+    # a CSV without a log: no config, nothing to match
+    with EpochCSV(str(tmp_path / 'z' / 'train_orphan.csv'), CSV_FIELDS) as csv:
+        csv.append(epoch=0, val=0.1, train=0.0, loss=1.0, time=1.0)
+    out = _run_main([log, log[:-len('.log')] + '.csv', tmp_path / 'y',
+                     tmp_path / 'z' / 'train_orphan.csv', '--official', COPIED,
+                     '--out', tmp_path / 'png'], capsys)
+    runs = _table_rows(out, 'Runs')
+    assert len(runs) == 3  # the log and its CSV are one run
+    rows = _table_rows(out, 'Ours vs paper')
+    fine = [r for r in rows if r[0] == 'Table released / cifar_aff_resnet32 [fine] / CIFAR-100 fine']
+    assert fine == [['Table released / cifar_aff_resnet32 [fine] / CIFAR-100 fine',
+                     'cifar_aff_resnet32 (#1)', '0.4000 @1', '0.8357', '-0.4357', '0.8357 @635',
+                     '-0.4357', 'ran 2/640 epochs']]
+    # Table 3 Global + Local = Table 4 AFF (+ Table S1 AFF): one run, three cells
+    b1 = [r for r in rows if r[1] == 'cifar_aff_resnet20_b1 (#2)']
+    assert [r[0] for r in b1] == ['Table 3 / Global + Local / ResNet b=1',
+                                  'Table 4 / AFF (ours) / ResNet b=1', 'Table S1 / AFF / ResNet b=1']
+    assert b1[1][2:5] == ['0.3000 @2', '0.763', '-0.4630']
+    assert b1[2][3:5] == ['0.764', '-0.4640']
+    assert b1[0][7].split('; ') == ["20-output head vs paper's 100", 'ran 3/400 epochs',
+                                    'seed 3 (reproduce uses 0)']
+    orphan = [r for r in rows if r[0] == '— (no paper cell)']
+    assert len(orphan) == 1 and orphan[0][2] == '0.1000 @0'
+
+
+def test_imagenet_run_in_table5_units(tmp_path, capsys):
+    d = tmp_path / 'logs' / run_dir(_cell(('5', 'AFF-ResNet-50 (ours)', 'top-1 err.')))
+    assert str(d).endswith(os.path.join('table5', 'imagenet', 'aff_resnet50_v1b'))
+    config = dict(model='aff_resnet50_v1b', recipe='paper_sota', num_epochs=160, classes=1000,
+                  seed=0, mixup=True)
+    with EpochLogger(os.path.join(str(d), 'train_imagenet.log'), config, prefix='', stream=None,
+                     kind='imagenet') as log:
+        for epoch, err in enumerate([0.5, 0.25, 0.3]):
+            log.epoch(epoch, train_metric=0.1, speed=100, time=10.0, top1_err=err,
+                      top5_err=err / 3)
+    out = _run_main([tmp_path / 'logs', '--official', COPIED, '--out', tmp_path / 'png'], capsys)
+    rows = _table_rows(out, 'Ours vs paper')
+    assert rows == [['Table 5 / AFF-ResNet-50 (ours) / top-1 err.', 'aff_resnet50_v1b (#1)',
+                     '25.00 @1', '20.9', '+4.10', '20.90 @157', '+4.10', 'ran 3/160 epochs']]
+    report = C.build_report(C.discover([tmp_path / 'logs']), COPIED)
+    (row,) = report.rows
+    assert row.ours == 25.0 and abs(row.delta_official - (25.0 - 20.8994)) < 1e-9
+    # as Table 3's ImageNet column would read it: accuracy = 1 - error
+    assert C.to_cell_unit(0.25, 'top1_err', _cell(('3', 'Global + Local', 'ImageNet'))) == 0.75
+    _check_png(tmp_path / 'png' / 'run1_table5-imagenet-aff_resnet50_v1b.png')
+
+
+# -------------------------------------------------------------------------------------- errors
+def test_cli_dir_without_logs_is_one_line_error(tmp_path):
+    empty = tmp_path / 'empty'
+    (empty / 'sub').mkdir(parents=True)
+    (empty / 'sub' / 'notes.txt').write_text('no logs here\n')
+    proc = subprocess.run([sys.executable, '-m', 'utils.compare', str(empty), '--official', COPIED,
+                           '--out', str(tmp_path / 'png')], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().split('\n')
+    assert len(lines) == 1 and lines[0].startswith('error: ') and 'no train_*.log' in lines[0]
+    assert proc.stdout == '' and not os.path.exists(tmp_path / 'png')
+
+
+def test_bad_official_root_and_missing_path(tmp_path):
+    with pytest.raises(AFFError, match='--official'):
+        C.main(['--official', str(tmp_path / 'nope'), '--out', str(tmp_path / 'png')])
+    with pytest.raises(AFFError, match='does not exist'):
+        C.main([str(tmp_path / 'missing.log'), '--official', COPIED, '--out', str(tmp_path / 'png')])
+
+
+# ------------------------------------------------------------------- every official log (if present)
+@needs_shared
+def test_shared_every_official_log_matches_spec():
+    for rel in C.OFFICIAL_LOGS:
+        o = C.load_official(SHARED, rel)
+        assert o.found and o.file == os.path.join(SHARED, rel), (rel, o.error)
+        assert (round(o.best, 4), o.epoch) == SPEC5_BEST[rel], rel
+    # every official log with epoch lines is in the table
+    rels = {os.path.relpath(os.path.join(d, f), SHARED)
+            for d, _, files in os.walk(SHARED) for f in files if f.endswith('.log')}
+    assert rels == set(C.OFFICIAL_LOGS) | NO_EPOCH_LOGS
