@@ -316,7 +316,7 @@ def main(argv=None):
             if meta.get('model_name') != name:
                 raise AFFError('%s is a checkpoint of %s, not of %s; resume it with the same '
                                'options' % (path, meta.get('model_name'), name))
-            trainer.load_states(stem + '.states')
+            T.load_trainer_states(trainer, stem + '.states')
             start_epoch, best_acc = meta['epoch'] + 1, meta['best_acc']
             notes.append('resumed %s: epoch %d onwards, update %d, best %.4f' % (
                 stem, start_epoch, trainer._optimizer.num_update, best_acc))

@@ -22,7 +22,7 @@ CIFAR (``train_cifar.py --recipe NAME``):
 """
 from net.errors import AFFError
 
-__all__ = ['CIFAR_RECIPES', 'resolve']
+__all__ = ['CIFAR_RECIPES', 'IMAGENET_RECIPES', 'resolve']
 
 CIFAR_RECIPES = {
     'official': {},
@@ -47,6 +47,27 @@ CIFAR_RECIPES = {
         model='cifar_aff_resnet20_b1', batch_size=32, num_epochs=15, lr=0.1, warmup_epochs=1,
         cosine=True, wd=1e-4, mixup=False, label_smoothing=False, auto_aug=False,
         num_workers=0, save_period=0),
+}
+
+
+#: ImageNet (``train_imagenet.py --recipe NAME``), from the official logs' Namespace lines:
+#: ``paper`` = the 806562e ablation runs behind Table 3's ImageNet column (v1b hosts, 160
+#: epochs, 128 per device, lr 0.075 cosine, 5 warmup epochs, label smoothing, no mixup,
+#: ``--no-wd``, ``--last-gamma``, float16, RecordIO); the Table 5 rows add ``--mixup`` (alpha 0.2,
+#: never switched off: 806562e's --mixup-off-epoch default 0).  ``released`` = the HEAD runs of
+#: the four released checkpoints (240 epochs, 4 x 128, mixup 0.2 off for the last 5 epochs,
+#: AutoAugment flag set -- inert with RecordIO in the official script, active here).
+IMAGENET_RECIPES = {
+    'official': {},
+    'paper': dict(
+        era='paper', batch_size=128, num_epochs=160, lr=0.075, lr_mode='cosine', warmup_epochs=5,
+        label_smoothing=True, mixup=False, mixup_alpha=0.2, mixup_off_epoch=0, no_wd=True,
+        last_gamma=True, dtype='float16', use_rec=True, start_layer=3),
+    'released': dict(
+        era='head', batch_size=128, num_epochs=240, lr=0.075, lr_mode='cosine', warmup_epochs=5,
+        label_smoothing=True, mixup=True, mixup_alpha=0.2, mixup_off_epoch=5, no_wd=True,
+        last_gamma=True, dtype='float16', use_rec=True, start_layer=3, auto_aug=True,
+        num_layer=50),
 }
 
 

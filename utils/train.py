@@ -145,3 +145,26 @@ def seed_everything(seed):
     mx.random.seed(seed)
     np.random.seed(seed)
     random.seed(seed)
+
+
+def load_trainer_states(trainer, path):
+    """``trainer.load_states(path)`` without MXNet's unclosed file handle.
+
+    (MXNet 1.9.1's kvstore path reads the file with a bare ``open(...).read()``.)  Optimizer
+    states cannot be restored when the optimizer runs on parameter servers.
+    """
+    if not trainer._kv_initialized:
+        trainer._init_kvstore()
+    if trainer._params_to_init:
+        trainer._init_params()
+    if not trainer._update_on_kvstore:
+        return trainer.load_states(path)
+    updater = trainer._kvstore._updater
+    if updater is None:
+        raise AFFError('optimizer states cannot be restored when the optimizer runs on the '
+                       'parameter servers (%s); resume without --resume-states' % path)
+    with open(path, 'rb') as f:
+        updater.set_states(f.read())
+    trainer._optimizer = updater.optimizer
+    trainer._optimizer.param_dict = {i: p for i, p in enumerate(trainer._params)}
+    return None
