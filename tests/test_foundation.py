@@ -33,7 +33,7 @@ def load_setup():
 
 # --- training-script placeholders ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("script", ["train_imagenet.py", "train_seg.py"])
+@pytest.mark.parametrize("script", ["train_seg.py"])
 def test_training_script_placeholder_fails_with_one_line(script):
     assert os.access(os.path.join(ROOT, script), os.X_OK), f"{script} is not executable"
     for argv in ([], ["--model", "resnet", "--lr", "0.1"]):
