@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+import net
 import train_cifar
 from conftest import ROOT
 from net.errors import AFFError
@@ -50,7 +51,7 @@ def test_every_cifar_command_resolves_to_its_cell(seed, data_dir):
     n = 0
     for c in PT.CELLS:
         kind, _ = R.status(c)
-        if kind != 'run':
+        if kind != 'run' or c.scenario == 'imagenet':
             continue
         argv = shlex.split(R.Plan(kind, '', R.command(c, seed, data_dir), [c]).text)
         assert argv[:2] == ['python', 'train_cifar.py'], c.key
@@ -65,6 +66,35 @@ def test_every_cifar_command_resolves_to_its_cell(seed, data_dir):
         n += 1
     # Tables 3 (ResNet), 4 (ResNet), S1 and the 5 released CIFAR checkpoints
     assert n == 12 + 28 + 15 + 5
+
+
+@pytest.mark.parametrize('seed,data_dir', [(0, 'DATA'), (2, '/data/my imagenet')])
+def test_every_imagenet_command_resolves_to_its_cell(seed, data_dir):
+    import train_imagenet
+    from utils.recipes import IMAGENET_RECIPES
+    runs = set()
+    for c in PT.cells(scenario='imagenet'):
+        kind, _ = R.status(c)
+        if kind != 'run':
+            continue
+        argv = shlex.split(R.Plan(kind, '', R.command(c, seed, data_dir), [c]).text)
+        assert argv[:2] == ['python', 'train_imagenet.py'], c.key
+        args, _ = resolve(train_imagenet.build_parser(), argv[2:], IMAGENET_RECIPES,
+                          lambda a: 'official')
+        assert (args.model, args.recipe, args.seed, args.use_rec) == (c.model, c.recipe, seed,
+                                                                       True), c.key
+        assert c.model in net.get_model_list()
+        rec = os.path.join(data_dir, 'rec')
+        assert (args.rec_train, args.rec_train_idx, args.rec_val, args.rec_val_idx) == tuple(
+            os.path.join(rec, f) for f in ('train.rec', 'train.idx', 'val.rec', 'val.idx'))
+        d = R.run_dir(c, seed)
+        assert args.save_dir == 'params/' + d
+        assert args.logging_file == 'logs/%s/train_imagenet.log' % d
+        # Table 5's SOTA rows train with mixup, Table 3's ablation rows without (spec §4.6)
+        assert args.mixup == (c.recipe in ('paper_sota', 'released')), c.key
+        runs.add(R.run_key(c))
+    # Table 3 (3 rows), Table 5 (4 of ours), the 4 released checkpoints (the README's 3 share)
+    assert len(runs) == 3 + 4 + 4
 
 
 def test_paper_recipe_means_no_mixup_and_coarse_labels():
@@ -114,23 +144,26 @@ def test_not_runnable_cells(capsys):
     assert 'cifar_aff_inception_resnet20_b1' in out and 'stopsign_aff_fpn_resnet20_b1' in out
     assert len(_commands(out)) == 3
     out = _main(capsys, '--table', '3', '--scenario', 'imagenet')
-    assert out.count('# not runnable yet: train_imagenet.py') == 3
-    assert re.search(r'^# pending: python train_imagenet\.py --recipe paper --model '
-                     r'aff_resnet50_v1b ', out, re.M)
-    assert not _commands(out)
+    assert '# not runnable yet' not in out and len(_commands(out)) == 3
+    assert re.search(r'^python train_imagenet\.py --recipe paper --model aff_resnet50_v1b ',
+                     out, re.M)
     out = _main(capsys, '--table', '5')
-    assert '# pending: python train_imagenet.py --recipe paper_sota --model iaff_resnet50_v1b' in out
+    assert re.search(r'^python train_imagenet\.py --recipe paper_sota --model iaff_resnet50_v1b ',
+                     out, re.M)
+    assert len(_commands(out)) == 4
     assert out.count('# no command: a result cited') == 12
     assert out.count('# no command: a parameter count') == 4
     out = _main(capsys, '--table', 'S2')
     assert out.count('# no command: an analytic FLOPs count') == 12 and 'python' not in out
 
 
-def test_imagenet_becomes_runnable_with_a_real_script(monkeypatch):
+def test_a_stub_script_makes_its_cells_pending(monkeypatch):
     c = PT.cells(table='3', row='Global + Local', column='ImageNet')[0]
-    assert R.status(c)[0] == 'pending'
-    monkeypatch.setattr(R, 'script_status', lambda script: (True, ''))
     assert R.status(c) == ('run', '')
+    assert R.script_status('train_imagenet.py') == (True, '')
+    assert R.script_status('train_seg.py')[0] is False         # still a stub
+    monkeypatch.setattr(R, 'script_status', lambda script: (False, script + ' is a stub'))
+    assert R.status(c) == ('pending', 'train_imagenet.py is a stub')
     inc = PT.cells(table='4', row='Add', column='InceptionNet b=1')[0]
     assert R.status(inc)[0] == 'pending'                  # the network is still missing
 

@@ -8,13 +8,13 @@ Usage:
 
 FILTERS: --table {3,4,5,S1,S2,HEAD-README,released} --scenario {inception,resnet,fpn,imagenet}
 --b {1,2,3,4} --model NAME --row LABEL; --seed N (default 0) and --data-dir DIR (default the
-placeholder DATA) go into every command.
+placeholder DATA; ImageNet commands read DATA/rec/{train,val}.{rec,idx}) go into every command.
 
 One training run serves every cell it produced: Table 3's "Global + Local" row and Table 4's
 "AFF (ours)" row (and Table S1's AFF / Iterative AFF rows) are the same configurations, so they map
 to one command and one output directory, named after the first table in :data:`RUN_PRECEDENCE`
 (``logs/table4/resnet/aff_b2``).  Cells whose script or network does not exist yet print
-``# not runnable yet: <reason>`` (ImageNet cells also print the pending command, commented out);
+``# not runnable yet: <reason>``;
 cells that are no training result (Table S2, other papers' rows of Table 5, parameter counts) print
 ``# no command: <reason>``.
 """
@@ -101,8 +101,12 @@ def command(cell, seed=0, data_dir='DATA'):
                  '--seed', str(seed), '--data-dir', data_dir, '--logging-dir', 'logs/' + d,
                  '--save-dir', 'params/' + d, '--save-plot-dir', 'logs/' + d]
     elif script == 'train_imagenet.py':
-        argv += ['--seed', str(seed), '--data-dir', data_dir, '--save-dir', 'params/' + d,
-                 '--logging-file', 'logs/%s/train_imagenet.log' % d]
+        # the ImageNet recipes read RecordIO, whose paths do not follow --data-dir
+        argv += ['--seed', str(seed), '--data-dir', data_dir]
+        for flag, f in (('train', 'train.rec'), ('train-idx', 'train.idx'), ('val', 'val.rec'),
+                        ('val-idx', 'val.idx')):
+            argv += ['--rec-' + flag, os.path.join(data_dir, 'rec', f)]
+        argv += ['--save-dir', 'params/' + d, '--logging-file', 'logs/%s/train_imagenet.log' % d]
     else:
         argv += ['--dataset', cell.dataset, '--seed', str(seed), '--data-dir', data_dir,
                  '--logging-dir', 'logs/' + d, '--save-dir', 'params/' + d]
@@ -178,8 +182,6 @@ class Plan:
             out.append(self.text)
         elif self.kind == 'pending':
             out.append('# not runnable yet: ' + self.reason)
-            if self.argv and self.argv[1] == 'train_imagenet.py':
-                out.append('# pending: ' + self.text)
         else:
             out.append('# no command: ' + self.reason)
         return out
