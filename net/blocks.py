@@ -32,6 +32,11 @@ def _norm(channels, norm_layer, norm_kwargs, **extra):
     return (norm_layer or nn.BatchNorm)(in_channels=channels, **kwargs)
 
 
+def conv3x3(in_channels, channels, stride):
+    """The plain 3x3 convolution of the CIFAR hosts (no bias)."""
+    return nn.Conv2D(channels, 3, stride, 1, use_bias=False, in_channels=in_channels)
+
+
 def _avg_pool(stride):
     # ceil_mode / count_include_pad as the official avg_down path (no effect at even sizes)
     return nn.AvgPool2D(pool_size=stride, strides=stride, ceil_mode=True, count_include_pad=False)
@@ -45,19 +50,21 @@ class PreActBasicBlock(HybridBlock):
     projection of the **raw** block input (not the pre-activated one, unlike GluonCV's
     ``CIFARBasicBlockV2``): ``era='head'`` [AvgPool(stride), Conv1x1], ``era='paper'``
     [Conv1x1(stride)], neither with BN.  ``Z = attention(X=shortcut, Y=resfwd(x))`` with no
-    ReLU after the fusion.
+    ReLU after the fusion.  ``conv(in_channels, channels, stride)`` builds the two convolutions
+    (default: a plain 3x3; :mod:`net.inception` passes its fused Inception convolution).
     """
 
     def __init__(self, in_channels, channels, stride, fusion, downsample=False, era='head',
-                 r=None, norm_layer=None, norm_kwargs=None, **kwargs):
+                 r=None, norm_layer=None, norm_kwargs=None, conv=None, **kwargs):
         super().__init__(**kwargs)
+        conv = conv or conv3x3
         with self.name_scope():
             self.resfwd = nn.HybridSequential(prefix='')
             self.resfwd.add(
                 _norm(in_channels, norm_layer, norm_kwargs), nn.Activation('relu'),
-                nn.Conv2D(channels, 3, stride, 1, use_bias=False, in_channels=in_channels),
+                conv(in_channels, channels, stride),
                 _norm(channels, norm_layer, norm_kwargs), nn.Activation('relu'),
-                nn.Conv2D(channels, 3, 1, 1, use_bias=False, in_channels=channels))
+                conv(channels, channels, 1))
             self.downsample = nn.HybridSequential(prefix='')
             if downsample:
                 if era == 'head':
@@ -81,19 +88,24 @@ class BottleneckV1b(HybridBlock):
 
     ``last_gamma=True`` initialises bn3's gamma to 0 (the ``--last-gamma`` of every
     official ImageNet ResNet run).  ``downsample`` is a ready block or None.
+    ``conv(in_channels, channels, stride)`` replaces the 3x3 conv (:mod:`net.acmix` passes
+    its ACmix operator); default the plain (dilated) 3x3.
     """
 
     def __init__(self, in_channels, planes, stride, fusion, downsample=None, dilation=1,
                  previous_dilation=1, last_gamma=False, r=16, norm_layer=None, norm_kwargs=None,
-                 **kwargs):
+                 conv=None, **kwargs):
         super().__init__(**kwargs)
         out = planes * 4
         with self.name_scope():
             self.conv1 = nn.Conv2D(planes, 1, use_bias=False, in_channels=in_channels)
             self.bn1 = _norm(planes, norm_layer, norm_kwargs)
             self.relu1 = nn.Activation('relu')
-            self.conv2 = nn.Conv2D(planes, 3, stride, dilation, dilation, use_bias=False,
-                                   in_channels=planes)
+            if conv is None:
+                self.conv2 = nn.Conv2D(planes, 3, stride, dilation, dilation, use_bias=False,
+                                       in_channels=planes)
+            else:
+                self.conv2 = conv(planes, planes, stride)
             self.bn2 = _norm(planes, norm_layer, norm_kwargs)
             self.relu2 = nn.Activation('relu')
             self.conv3 = nn.Conv2D(out, 1, use_bias=False, in_channels=planes)

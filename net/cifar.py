@@ -11,7 +11,7 @@ One builder per host; ``era`` selects the official code version:
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
-from .blocks import PreActBasicBlock, ResNeXtBlock, stage_fusion, _norm
+from .blocks import PreActBasicBlock, ResNeXtBlock, conv3x3, stage_fusion, _norm
 from .errors import AFFError
 
 __all__ = ['CIFARPreActResNet', 'CIFARResNeXt']
@@ -32,10 +32,13 @@ class CIFARPreActResNet(HybridBlock):
     stage3] widths; stage strides 1, 2, 2; a stage's first block projects when the width
     changes.  Stages numbered below ``start_layer`` (1-based) use plain addition.  Depth is
     ``2 * sum(layers) + 2``.  ``deep_stem`` (HEAD only): three 3x3 convs instead of one.
+    ``conv(in_channels, channels, stride)``: the stem and block convolutions (default a plain
+    3x3; the Inception-ResNet host of :mod:`net.inception` passes its fused convolution).
     """
 
     def __init__(self, fusion, layers, channels, classes=100, start_layer=1, era='head',
-                 deep_stem=False, r=None, norm_layer=None, norm_kwargs=None, **kwargs):
+                 deep_stem=False, r=None, norm_layer=None, norm_kwargs=None, conv=None,
+                 **kwargs):
         super().__init__(**kwargs)
         _check_era(era)
         if len(layers) != 3 or len(channels) != 4:
@@ -54,7 +57,7 @@ class CIFARPreActResNet(HybridBlock):
                       _norm(half, **nk), nn.Activation('relu'),
                       nn.Conv2D(channels[0], 3, 1, 1, use_bias=False, in_channels=half))
             else:
-                f.add(nn.Conv2D(channels[0], 3, 1, 1, use_bias=False, in_channels=3))
+                f.add((conv or conv3x3)(3, channels[0], 1))
             in_channels = channels[0]
             for i, (n, width) in enumerate(zip(layers, channels[1:])):
                 stride = 1 if i == 0 else 2
@@ -64,7 +67,8 @@ class CIFARPreActResNet(HybridBlock):
                         stage.add(PreActBasicBlock(
                             in_channels, width, stride if j == 0 else 1,
                             stage_fusion(fusion, i + 1, start_layer),
-                            downsample=(j == 0 and width != in_channels), era=era, r=r, **nk))
+                            downsample=(j == 0 and width != in_channels), era=era, r=r,
+                            conv=conv, **nk))
                         in_channels = width
                 f.add(stage)
             f.add(_norm(in_channels, **nk), nn.Activation('relu'), nn.GlobalAvgPool2D(),

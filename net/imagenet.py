@@ -30,11 +30,13 @@ class ResNetV1bHost(HybridBlock):
     ``down{i}_`` [Conv1x1(stride), BN] or with ``avg_down`` [AvgPool, Conv1x1, BN]),
     ``avgpool``, ``flat``, optional ``drop``, ``fc``.  ``last_gamma``: bn3 gamma starts at 0.
     ``dilated``: stages 3 and 4 keep stride 1 and dilate by 2 and 4 (segmentation backbones).
+    ``conv(in_channels, channels, stride)``: replaces every bottleneck's 3x3 conv (ACmix).
     """
 
     def __init__(self, fusion, layers, classes=1000, start_layer=3, era='head', deep_stem=None,
                  stem_width=32, avg_down=None, last_gamma=False, dilated=False, final_drop=0.0,
-                 use_global_stats=False, r=16, norm_layer=None, norm_kwargs=None, **kwargs):
+                 use_global_stats=False, r=16, norm_layer=None, norm_kwargs=None, conv=None,
+                 **kwargs):
         super().__init__(**kwargs)
         _check_era(era)
         if era == 'paper':
@@ -85,7 +87,7 @@ class ResNetV1bHost(HybridBlock):
                         layer.add(BottleneckV1b(
                             in_channels, planes, stride if j == 0 else 1,
                             stage_fusion(fusion, i + 1, start_layer), down, dilation=dil,
-                            last_gamma=last_gamma, r=r, **nk))
+                            last_gamma=last_gamma, r=r, conv=conv, **nk))
                         in_channels = planes * 4
                 setattr(self, 'layer%d' % (i + 1), layer)
             self.avgpool = nn.GlobalAvgPool2D()

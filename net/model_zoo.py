@@ -124,6 +124,17 @@ for _fu in ('add', 'aff', 'iaff', 'globalglobal', 'locallocal', 'se'):
     _imagenet('%sresnet50_v1b' % _prefix(_fu), 'resnet', _fu, 50, 'paper')
 
 
+# ------------------------------------------------------------------ families in their own files
+# Each module of _FAMILIES defines ``register(reg)`` and calls ``reg(name, builder, **fields)``
+# (fields of ModelInfo) for each of its names.  Add a family by importing it here.
+from . import inception as _inception  # noqa: E402  (registers through _register above)
+from . import fpn as _fpn  # noqa: E402
+from . import afinet as _afinet, acmix as _acmix  # noqa: E402
+_FAMILIES = (_inception, _fpn, _afinet, _acmix)
+for _family in _FAMILIES:
+    _family.register(_register)
+
+
 def get_model_list():
     """All registry names, in registration order."""
     return list(_MODELS)
