@@ -1,0 +1,110 @@
+"""Segmentation helpers of ``train_seg.py``: evaluation (GluonCV ``SegmentationMetric``),
+checkpoints that resume, and the PNG of predicted masks over validation images."""
+import json
+import os
+
+import mxnet as mx
+import numpy as np
+from gluoncv.utils.metrics import SegmentationMetric
+
+from net.errors import AFFError
+from utils import train as T
+from utils.checkpoint import atomic_write, save_params_atomic, save_states_atomic
+
+__all__ = ['evaluate', 'SegCheckpoints', 'read_checkpoint', 'save_overlays']
+
+
+def evaluate(model, loader, ctx, nclass=2):
+    """``(pixAcc, mIoU)`` of ``model`` over ``loader`` (GluonCV's metric: mean of the per-class IoU
+    accumulated over the whole set, background included)."""
+    metric = SegmentationMetric(nclass)
+    for x, y in loader:
+        xs, ys = T.split(x, ctx), T.split(y, ctx)
+        metric.update(ys, [model(v) for v in xs])
+    pix_acc, miou = metric.get()
+    return float(pix_acc), float(miou)
+
+
+class SegCheckpoints:
+    """``<stem>-last.{params,states,json}`` every epoch (json written last: a checkpoint without it
+    is incomplete) and ``<stem>-best.{params,json}`` on a new best mIoU; all atomic."""
+
+    def __init__(self, save_dir, name):
+        self.dir, self.name = save_dir, name
+
+    def path(self, tag):
+        return os.path.join(self.dir, '%s-%s' % (self.name, tag))
+
+    def save(self, tag, model, trainer, meta):
+        stem = self.path(tag)
+        save_params_atomic(model, stem + '.params')
+        if trainer is not None:
+            save_states_atomic(trainer, stem + '.states')
+        atomic_write(lambda tmp: _write_json(tmp, meta), stem + '.json')
+        return stem
+
+
+def _write_json(path, obj):
+    with open(path, 'w') as f:
+        json.dump(obj, f, indent=1)
+
+
+def read_checkpoint(path):
+    """``(params path, meta or None, states path or None)`` of ``--resume PATH``: one of our
+    checkpoints (``.params``/``.json``/stem; its metadata and optimizer states) or any
+    ``.params`` file (weights only)."""
+    path = os.path.expanduser(path)
+    stem = path
+    for ext in ('.params', '.json', '.states'):
+        if stem.endswith(ext):
+            stem = stem[:-len(ext)]
+    params = stem + '.params'
+    if not os.path.isfile(params):
+        raise AFFError('--resume %s: no such checkpoint (%s is missing)' % (path, params))
+    meta = None
+    if os.path.isfile(stem + '.json'):
+        try:
+            with open(stem + '.json') as f:
+                meta = json.load(f)
+        except ValueError as e:
+            raise AFFError('--resume %s: unreadable %s.json (%s)' % (path, stem, e)) from None
+    states = stem + '.states' if os.path.isfile(stem + '.states') else None
+    return params, meta, states
+
+
+def save_overlays(model, dataset, indices, ctx, png_path, mean, std, title=None):
+    """A PNG with one row per validation sample: the image, the ground truth and the prediction
+    drawn over the image (stop-sign pixels tinted), with the sample's IoU of the stop-sign class."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = len(indices)
+    if not rows:
+        return None
+    fig = Figure(figsize=(9.0, 3.0 * rows), dpi=80)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, 3, squeeze=False)
+    mean = np.asarray(mean, np.float32).reshape(3, 1, 1)
+    std = np.asarray(std, np.float32).reshape(3, 1, 1)
+    for r, i in enumerate(indices):
+        x, y = dataset[i]
+        x = x.asnumpy() if hasattr(x, 'asnumpy') else np.asarray(x)
+        y = y.asnumpy() if hasattr(y, 'asnumpy') else np.asarray(y)
+        pred = model(mx.nd.array(x[None], ctx=ctx[0])).argmax(axis=1)[0].asnumpy().astype(int)
+        image = np.clip((x * std + mean).transpose(1, 2, 0), 0, 1)
+        inter, union = np.sum((pred == 1) & (y == 1)), np.sum((pred == 1) | (y == 1))
+        for c, (what, mask) in enumerate((('image', None), ('ground truth', y), ('prediction', pred))):
+            ax = axes[r][c]
+            shown = image.copy()
+            if mask is not None:
+                tint = np.array([0.0, 1.0, 0.2])
+                shown[mask == 1] = 0.45 * shown[mask == 1] + 0.55 * tint
+            ax.imshow(shown)
+            ax.set_axis_off()
+            label = what if c < 2 else 'prediction (IoU %s)' % (
+                '%.2f' % (inter / union) if union else 'n/a: no sign')
+            ax.set_title('#%d %s' % (i, label) if c == 0 else label, fontsize='small')
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return atomic_write(lambda tmp: fig.savefig(tmp, format='png'), png_path)
