@@ -99,6 +99,9 @@ def build_parser():
     a('--init', default='xavier', choices=['xavier', 'kaiming'])
     a('--seed', type=int, default=0)
     a('--num-cpu-contexts', type=int, default=1, help='CPU devices when training on the CPU')
+    a('--optimizer', default='nag', choices=['nag', 'sgd'],
+      help='nag (Nesterov, the official scripts) or sgd (plain momentum SGD: the '
+      'AFINet and ACmix recipes)')
     a('--skip-checksum', action='store_true', help='accept CIFAR files whose SHA-1 differs')
     return p
 
@@ -240,18 +243,10 @@ def main(argv=None):
     notes = []
 
     # devices
-    gpus = args.gpus
-    if sources['gpus'] == 'default' and mx.context.num_gpus() == 0:
-        gpus = ''
-        notes.append('no GPU visible to MXNet: the default --gpus %s is replaced by the CPU'
-                     % args.gpus)
-    ctx, where = T.contexts(gpus, args.num_cpu_contexts)
-    notes.append(where)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
-    workers = min(args.num_workers, cores)
-    if workers != args.num_workers:
-        notes.append('-j %d capped to %d data-loading processes (usable cores)'
-                     % (args.num_workers, workers))
+    ctx, more = T.script_contexts(args.gpus, sources['gpus'], args.num_cpu_contexts)
+    notes += more
+    workers, note = T.capped_workers(args.num_workers)
+    notes += [note] if note else []
 
     xtr, ytr, xte, yte, mean, std, label_classes = load_data(args)
     classes = args.classes or label_classes
@@ -279,6 +274,12 @@ def main(argv=None):
 
     total_batch = args.batch_size * len(ctx)
     iters = len(xtr) // total_batch
+    if sources['warmup_epochs'] != 'flag' and args.warmup_epochs >= args.num_epochs:
+        # a short run (--num-epochs 1) should not fail on a warmup nobody asked for
+        notes.append('--warmup-epochs %d (%s) shortened to %d to fit --num-epochs %d'
+                     % (args.warmup_epochs, sources['warmup_epochs'], args.num_epochs - 1,
+                        args.num_epochs))
+        args.warmup_epochs = args.num_epochs - 1
     if args.cosine:
         sched = T.lr_schedule('cosine', args.lr, args.num_epochs, iters,
                               warmup_epochs=args.warmup_epochs)
@@ -300,9 +301,9 @@ def main(argv=None):
 
     model.initialize(T.initializer(args.init), ctx=ctx)
     if args.mode == 'hybrid':
-        model.hybridize(static_alloc=True, static_shape=True)
+        notes.append(T.hybridize_for_training(model, ctx))
     trainer = T.make_trainer(model, sched, args.lr, args.wd, args.momentum,
-                             no_wd=args.no_wd and args.cosine)
+                             no_wd=args.no_wd and args.cosine, optimizer=args.optimizer)
 
     ckpt = Checkpoints(args.save_dir, name)
     start_epoch, best_acc = 0, 0.0
@@ -361,7 +362,7 @@ def _train(args, model, trainer, ckpt, log, csv, train_data, test_data, ctx, cla
         metric = mx.metric.RMSE() if args.mixup else mx.metric.Accuracy()
         loss_sum, seen = 0.0, 0
         mix_on = args.mixup and epoch < args.num_epochs - args.mixup_off_epoch
-        batches = _progress(train_data, iters, 'epoch %d' % epoch, show_bar)
+        batches = T.progress(train_data, iters, 'epoch %d' % epoch, show_bar)
         for data, label in batches:
             lam = np.random.beta(args.mixup_alpha, args.mixup_alpha) if mix_on else 1.0
             xs, ys = T.split(data, ctx), T.split(label, ctx)
@@ -427,13 +428,6 @@ def _loaders(args, xtr, ytr, xte, yte, mean, std, total_batch, workers):
                                                             flip=args.dataset != 'digits'))
     test = D.make_loader(test_set, total_batch, False, workers, D.test_transform(mean, std))
     return train, test
-
-
-def _progress(it, total, desc, show):
-    if not show:
-        return it
-    from tqdm import tqdm
-    return tqdm(it, total=total, desc=desc, leave=False)
 
 
 def _evaluate(model, data, ctx):

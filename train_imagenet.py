@@ -103,6 +103,9 @@ def build_parser():
       'dist_async')
     a('--seed', type=int, default=0)
     a('--num-cpu-contexts', type=int, default=1)
+    a('--optimizer', default='nag', choices=['nag', 'sgd'],
+      help='nag (Nesterov, the official scripts) or sgd (plain momentum SGD: the '
+      'AFINet and ACmix recipes)')
     return p
 
 
@@ -188,6 +191,15 @@ def evaluate(model, val, ctx, dtype):
 
 
 # --------------------------------------------------------------------------- main
+CSV_FIELDS = ['epoch', 'train_metric_name', 'train', 'top1_err', 'top5_err', 'lr', 'speed',
+              'time']
+
+
+def csv_path(logging_file):
+    """The per-epoch CSV beside the log: ``train_imagenet.log`` -> ``train_imagenet.csv``."""
+    return os.path.splitext(logging_file)[0] + '.csv'
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args, sources = resolve(build_parser(), argv, IMAGENET_RECIPES, lambda a: 'official')
@@ -197,13 +209,11 @@ def main(argv=None):
         raise AFFError('--teacher (knowledge distillation) is not supported; the official runs '
                        'did not use it')
 
-    num_gpus = args.num_gpus
-    if sources['num_gpus'] == 'default' and mx.context.num_gpus() == 0:
-        num_gpus = 0
-        notes.append('no GPU visible to MXNet: the default --num-gpus %d is replaced by the CPU'
-                     % args.num_gpus)
-    ctx, where = T.contexts(','.join(str(i) for i in range(num_gpus)), args.num_cpu_contexts)
-    notes.append(where)
+    ctx, more = T.script_contexts(','.join(str(i) for i in range(args.num_gpus)),
+                                  sources['num_gpus'], args.num_cpu_contexts, '--num-gpus',
+                                  args.num_gpus)
+    notes += more
+    num_gpus = sum(c.device_type == 'gpu' for c in ctx)
     dtype = args.dtype
     if dtype not in ('float32', 'float16'):
         raise AFFError('--dtype must be float32 or float16, got %r' % dtype)
@@ -230,10 +240,8 @@ def main(argv=None):
         print('%s: %d parameters' % (name, sum(int(np.prod(p.shape)) for p in params.values())))
         return 0
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
-    workers = min(args.num_workers, cores)
-    if workers != args.num_workers:
-        notes.append('-j %d capped to %d (usable cores)' % (args.num_workers, workers))
+    workers, note = T.capped_workers(args.num_workers)
+    notes += [note] if note else []
     train_data, val_data, n_train, n_val = data(args, len(ctx), rank, workers_dist, workers)
 
     if args.eval:
@@ -266,11 +274,25 @@ def main(argv=None):
     if dtype != 'float32':
         model.cast(dtype)
     if args.mode == 'hybrid':
-        model.hybridize(static_alloc=True, static_shape=True)
+        notes.append(T.hybridize_for_training(model, ctx))
     trainer = T.make_trainer(model, sched, args.lr, args.wd, args.momentum, no_wd=args.no_wd,
-                             kvstore=kv, multi_precision=dtype != 'float32')
+                             kvstore=kv, multi_precision=dtype != 'float32',
+                             optimizer=args.optimizer)
+    if not T.states_savable(trainer):
+        if args.resume_states:
+            raise AFFError('--resume-states cannot be used with --kv-store %s: the optimizer '
+                           'states live on the parameter servers; resume with --resume-epoch '
+                           'and --resume-params only' % args.kv_store)
+        notes.append('--kv-store %s updates on the parameter servers: no .states files are '
+                     'written (a resumed run keeps its schedule but restarts the momentum)'
+                     % args.kv_store)
     if args.resume_states:
         T.load_trainer_states(trainer, args.resume_states)
+    elif args.resume_epoch:
+        T.start_schedule_at(trainer, args.resume_epoch * iters)
+        notes.append('resumed at epoch %d without --resume-states: the schedule continues at '
+                     'update %d, the momentum starts from zero' % (args.resume_epoch,
+                                                                 args.resume_epoch * iters))
 
     log = None
     if rank == 0:
@@ -283,17 +305,21 @@ def main(argv=None):
         log.info('%d training images (%d per worker shard), %d validation images, %d iterations '
                  'per epoch of %d images' % (n_train, n_train // workers_dist, n_val, iters,
                                              total_batch))
+    csv = None
+    if rank == 0:
+        csv = EpochCSV(csv_path(args.logging_file), CSV_FIELDS)
     try:
         _train(args, model, trainer, train_data, val_data, ctx, dtype, iters, total_batch,
-               name, log, rank)
+               name, log, csv, rank)
     finally:
-        if log is not None:
-            log.close()
+        for f in (log, csv):
+            if f is not None:
+                f.close()
     return 0
 
 
 def _train(args, model, trainer, train_data, val_data, ctx, dtype, iters, total_batch, name,
-           log, rank):
+           log, csv, rank):
     loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
     eps = 0.1 if args.label_smoothing else 0.0
     best_err = 1.0
@@ -303,7 +329,8 @@ def _train(args, model, trainer, train_data, val_data, ctx, dtype, iters, total_
         metric = mx.metric.RMSE() if args.mixup else mx.metric.Accuracy()
         mix_on = args.mixup and epoch < args.num_epochs - args.mixup_off_epoch
         btic = time.time()
-        for i, (d, l, _) in enumerate(batches(train_data)):
+        for i, (d, l, _) in enumerate(T.progress(batches(train_data), iters, 'epoch %d' % epoch,
+                                                 sys.stderr.isatty() and rank == 0)):
             if i >= iters:
                 break
             lam = np.random.beta(args.mixup_alpha, args.mixup_alpha) if mix_on else 1.0
@@ -329,26 +356,32 @@ def _train(args, model, trainer, train_data, val_data, ctx, dtype, iters, total_
             if log is not None and args.log_interval and (i + 1) % args.log_interval == 0:
                 m_name, m_value = metric.get()
                 log.batch(epoch, i + 1, total_batch * args.log_interval / (time.time() - btic),
-                          m_name, m_value, trainer.learning_rate)
+                          m_name, m_value, T.lr_after(trainer, epoch * iters + i + 1))
                 btic = time.time()
         m_name, m_value = metric.get()
         err1, err5, _ = evaluate(model, val_data, ctx, dtype)
         cost = time.time() - tic
         if rank != 0:
             continue
-        log.epoch(epoch, train_metric_name=m_name, train_metric=m_value,
-                  speed=int(iters * total_batch / max(cost, 1e-9)), time=cost, top1_err=err1,
-                  top5_err=err5)
+        speed = int(iters * total_batch / max(cost, 1e-9))
+        log.epoch(epoch, train_metric_name=m_name, train_metric=m_value, speed=speed, time=cost,
+                  top1_err=err1, top5_err=err5)
+        csv.append(dict(epoch=epoch, train_metric_name=m_name, train=m_value, top1_err=err1,
+                        top5_err=err5, lr=T.lr_after(trainer, (epoch + 1) * iters), speed=speed,
+                        time=cost))
         if err1 < best_err:
             best_err = err1
             stem = os.path.join(args.save_dir, '%.4f-imagenet-%s-%d-best' % (err1, name, epoch))
-            save_params_atomic(model, stem + '.params')
-            save_states_atomic(trainer, stem + '.states')
+            _checkpoint(model, trainer, stem)
         if args.save_frequency and (epoch + 1) % args.save_frequency == 0 \
                 or epoch == args.num_epochs - 1:
-            stem = os.path.join(args.save_dir, 'imagenet-%s-%d' % (name, epoch))
-            save_params_atomic(model, stem + '.params')
-            save_states_atomic(trainer, stem + '.states')
+            _checkpoint(model, trainer, os.path.join(args.save_dir, 'imagenet-%s-%d' % (name, epoch)))
+
+
+def _checkpoint(model, trainer, stem):
+    save_params_atomic(model, stem + '.params')
+    if T.states_savable(trainer):
+        save_states_atomic(trainer, stem + '.states')
 
 
 if __name__ == '__main__':

@@ -362,3 +362,45 @@ def test_shard_and_distributed_info_errors():
         launch.distributed_info('dist_sync')
     with pytest.raises(AFFError):
         launch.distributed_info(42)
+
+
+WORKER_WITH_GLUONCV_SCHEDULE = '''
+import sys
+sys.path.insert(0, %r)
+import net
+import mxnet as mx
+from gluoncv.utils import LRScheduler
+kv = mx.kv.create('dist_sync')
+dense = mx.gluon.nn.Dense(1, in_units=2, use_bias=False)
+dense.initialize(mx.init.One())
+sched = LRScheduler('step', base_lr=1.0, nepochs=10, iters_per_epoch=1, step_epoch=[100])
+trainer = mx.gluon.Trainer(dense.collect_params(), 'sgd', {'momentum': 0.0, 'lr_scheduler': sched},
+                           kvstore=kv, update_on_kvstore=True)
+for step in range(2):
+    with mx.autograd.record():
+        loss = dense(mx.nd.array([[1.0, 2.0]])).sum()
+    loss.backward()
+    trainer.step(1)
+    print('weights', step, dense.weight.data().asnumpy().ravel().tolist(), flush=True)
+'''
+
+
+def test_servers_run_an_optimizer_with_a_gluoncv_schedule(tmp_path):
+    """Our servers import GluonCV before serving, so the pickled optimizer (carrying a GluonCV
+    LRScheduler) unpickles: two workers' gradients (1, 2) each give SGD steps of lr 1 on the
+    summed gradient (2, 4): 1 -> -1 -> -3 and 1 -> -3 -> -7.  (A plain ``import mxnet`` server
+    fails to unpickle it and stores the summed gradients, (2, 4), as the weights.)"""
+    script = tmp_path / 'w.py'
+    script.write_text(WORKER_WITH_GLUONCV_SCHEDULE % ROOT)
+    pid_file = str(tmp_path / 'pids')
+    try:
+        run = _launch(['-n', '2', '-s', '1', '--timeout', '60', '--pid-file', pid_file, '--',
+                       sys.executable, str(script)], timeout=90)
+    finally:
+        _kill_leftovers(pid_file)
+    assert run.returncode == 0, run.stderr[-3000:]
+    for w in (0, 1):
+        assert '[worker %d] weights 0 [-1.0, -3.0]' % w in run.stdout, run.stdout
+        assert '[worker %d] weights 1 [-3.0, -7.0]' % w in run.stdout, run.stdout
+    assert 'Exception ignored' not in run.stderr
+    _assert_all_gone(pid_file, ['scheduler', 'server', 'worker', 'worker'])

@@ -101,6 +101,22 @@ def test_resume_continues_the_schedule(tiny, tmp_path):
     assert [e.epoch for e in parse_log(str(again / 'train.log'))[-1].epochs] == [2]
     want = _batch_lrs(str(full / 'train.log'), 2)
     assert len(want) == 6 and want == _batch_lrs(str(again / 'train.log'), 2)
+    # without --resume-states (as after a distributed run) the schedule continues too
+    light = tmp_path / 'light'
+    assert train_imagenet.main(_argv(tiny, light, *common, '--resume-epoch', '2', '--resume-params',
+                                     stem + '.params', model='cifar_aff_resnet20_b1')) == 0
+    assert want == _batch_lrs(str(light / 'train.log'), 2)
+    assert 'the momentum starts from zero' in (light / 'train.log').read_text()
+    # the per-epoch CSV beside each log, one row per epoch, agreeing with the log lines
+    import csv
+    for run, epochs in ((full, [0, 1, 2]), (again, [2])):
+        with open(str(run / 'train.csv')) as f:
+            rows = list(csv.DictReader(f))
+        assert list(rows[0]) == train_imagenet.CSV_FIELDS
+        assert [int(r['epoch']) for r in rows] == epochs
+        for r, e in zip(rows, parse_log(str(run / 'train.log'))[-1].epochs):
+            assert float(r['top1_err']) == pytest.approx(e.top1_err, abs=1e-6)
+            assert float(r['top5_err']) == pytest.approx(e.top5_err, abs=1e-6)
 
 
 def _run(argv, cwd):
@@ -139,3 +155,102 @@ def test_bad_inputs(tiny, tmp_path):
     _one_error_line(_run(base + ['--eval', '--resume-params', str(tmp_path / 'other.params')],
                          tmp_path), 'other.params')
     _one_error_line(_run(base + ['--askc-type', 'Nope'], tmp_path), 'Nope')
+
+
+# ------------------------------------------------------------------ distributed (issue: 2 workers)
+def _close(a, b):
+    """Largest |a - b| over every tensor, relative to the largest |b| of the whole model (the
+    exactness convention for training-mode BatchNorm: 1e-4 of max |output|)."""
+    scale = max(float(np.abs(b[k]).max()) for k in b.files)
+    return max(float(np.abs(a[k] - b[k]).max()) for k in b.files) / scale
+
+
+@pytest.mark.slow
+def test_dist_sync_two_workers_equal_one_process_on_two_contexts(tmp_path):
+    """train_imagenet.py itself, through utils.launch with --kv-store dist_sync: 2 workers
+    (1 server) end with the parameters of one process training the same per-device batches on
+    2 CPU contexts -- trainable weights (identical on both workers) and each device's own
+    BatchNorm statistics; only worker 0 writes checkpoints and the log, without .states (the
+    servers hold the optimizer)."""
+    worker = os.path.join(ROOT, 'tests', 'imagenet_dist_worker.py')
+    flags = ['--model', 'cifar_aff_resnet20_b1', '--classes', '10', '--batch-size', '4',
+             '--num-epochs', '2', '--lr', '0.1', '--wd', '1e-4', '--no-wd', '--label-smoothing',
+             '--warmup-epochs', '1', '--dtype', 'float32', '--log-interval', '2',
+             '--save-frequency', '0']
+    one, dist = tmp_path / 'one', tmp_path / 'dist'
+    one.mkdir(), dist.mkdir()
+    ref = subprocess.Popen([sys.executable, worker, str(one)] + flags + [
+        '--num-cpu-contexts', '2', '--save-dir', str(one), '--logging-file', str(one / 'log')],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pid_file = str(tmp_path / 'pids')
+    try:
+        run = subprocess.run(
+            [sys.executable, '-m', 'utils.launch', '-n', '2', '-s', '1', '--timeout', '120',
+             '--pid-file', pid_file, '--', sys.executable, worker, str(dist)] + flags + [
+                '--kv-store', 'dist_sync', '--save-dir', str(dist),
+                '--logging-file', str(dist / 'log')],
+            cwd=ROOT, capture_output=True, text=True, timeout=180)
+        ref_out = ref.communicate(timeout=120)[0]
+    finally:
+        if ref.poll() is None:
+            ref.kill()
+            ref.communicate()
+        _kill_launched(pid_file)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert ref.returncode == 0, ref_out[-3000:]
+    _assert_gone(pid_file)
+
+    d0, d1 = (np.load(str(dist / ('device%d.npz' % g))) for g in (0, 1))
+    r0, r1 = (np.load(str(one / ('device%d.npz' % g))) for g in (0, 1))
+    trainable = [k for k in r0.files if 'running_' not in k]
+    assert len(trainable) > 50
+    # the training moved the weights, and the two devices' BatchNorm statistics differ: the
+    # comparisons below could fail
+    assert _close(r0, r1) > 1e-3
+    # the workers agree exactly: both pulled the servers' weights
+    for k in trainable:
+        np.testing.assert_array_equal(d0[k], d1[k], err_msg=k)
+    # ... and each equals its device of the one-process run (measured: bit-identical; the
+    # servers run NAG with --no-wd's multipliers and the warmup + cosine schedule)
+    assert _close(d0, r0) <= 1e-5 and _close(d1, r1) <= 1e-5
+
+    # only worker 0 logs and checkpoints (validation errors may differ from the one-process
+    # run: there each context evaluates its half with its own BatchNorm statistics)
+    log_dist = parse_log(str(dist / 'log'))[-1]
+    assert [e.epoch for e in log_dist.epochs] == [0, 1]
+    assert 'parameter server dist_sync: worker 0 of 2' in (dist / 'log').read_text()
+    assert len(glob.glob(str(dist / '*.params'))) == len(glob.glob(str(one / '*.params'))) == 3
+    assert not glob.glob(str(dist / '*.states'))                  # the states are the servers'
+    assert 'no .states files are written' in (dist / 'log').read_text()
+    # the logged learning rates are the schedule's, as in the one-process run
+    lrs = _batch_lrs(str(dist / 'log'), 0) + _batch_lrs(str(dist / 'log'), 1)
+    assert len(lrs) == 6 and lrs == _batch_lrs(str(one / 'log'), 0) + _batch_lrs(str(one / 'log'), 1)
+    assert len(set(lrs)) == 6                   # warmup then cosine: it is not stuck
+    assert run.stdout.count('validation: err-top1=') == 2        # worker 0's two epochs only
+
+
+def _kill_launched(pid_file):
+    if not os.path.exists(pid_file):
+        return
+    with open(pid_file) as f:
+        for line in f:
+            pid = int(line.split()[2])
+            try:
+                os.killpg(pid, 9)
+            except OSError:
+                pass
+
+
+def _assert_gone(pid_file):
+    import time
+    with open(pid_file) as f:
+        pids = [int(line.split()[2]) for line in f if line.strip()]
+    assert len(pids) == 4
+    end = time.monotonic() + 3
+    while time.monotonic() < end:
+        alive = [p for p in pids if os.path.exists('/proc/%d' % p)
+                 and open('/proc/%d/stat' % p).read().rsplit(')', 1)[1].split()[0] not in 'ZX']
+        if not alive:
+            return
+        time.sleep(0.1)
+    raise AssertionError('processes left running: %s' % alive)

@@ -11,10 +11,11 @@ which ps-lite advertises the first non-loopback interface).  Servers and workers
 the scheduler assigns, see :func:`distributed_info`).
 
 * Without a host file everything runs on 127.0.0.1 (a free port is picked unless ``--port``).
-* The scheduler and the servers are ``python -c 'import mxnet'``: with ``DMLC_ROLE`` set to
-  ``scheduler`` or ``server``, MXNet 1.9's ``import mxnet`` itself creates a ``dist`` kvstore,
-  serves until the workers are done and exits (``mxnet/kvstore/kvstore_server.py``).  The
-  server runs the optimizer the workers send it (pickled), so it must be a built-in MXNet one.
+* The scheduler and the servers are small Python processes (:data:`SERVER_CODE`) that import
+  MXNet and GluonCV with ``DMLC_ROLE`` hidden and then start MXNet's kvstore server.  (A server
+  started the usual way -- ``import mxnet`` with ``DMLC_ROLE=server`` -- serves from inside its own
+  import, cannot unpickle an optimizer carrying a GluonCV LR scheduler, ignores that error and
+  then stores the summed gradients as the weights: measured with MXNet 1.9.1.)
 * Output: every line of every process is forwarded with a prefix -- ``[worker 0] ...``,
   ``[server 0] ...``, ``[scheduler] ...`` (stdout to stdout, stderr to stderr); the launcher's
   own lines start with ``[launch]`` and name every pid it starts (``--pid-file`` also writes
@@ -62,10 +63,23 @@ __all__ = ['plan', 'run', 'main', 'distributed_info', 'shard', 'read_hostfile']
 LOOPBACK = '127.0.0.1'
 DEFAULT_REMOTE_PORT = 9091
 EXIT_TIMEOUT = 124
-# With DMLC_ROLE=scheduler/server, `import mxnet` serves and then calls sys.exit(): reaching the
-# next statement means the role was not taken (say so instead of exiting 0).
-SERVER_CODE = ('import mxnet; raise SystemExit("import mxnet returned: DMLC_ROLE=%s did not start '
-               'a kvstore scheduler/server" % __import__("os").environ.get("DMLC_ROLE"))')
+# The scheduler and the servers: import MXNet (and GluonCV) with DMLC_ROLE hidden, then serve.
+# With DMLC_ROLE set, `import mxnet` itself would start serving half-way through its own import,
+# where nothing that imports mxnet works -- e.g. unpickling a GluonCV LR scheduler, so a server
+# silently runs without the workers' optimizer (and stores the summed gradients as weights).
+# Reaching the last statement means the role was not taken (say so instead of exiting 0).
+SERVER_CODE = (
+    'import os\n'
+    'role = os.environ.pop("DMLC_ROLE")\n'
+    'import mxnet\n'
+    'try:\n'
+    '    import gluoncv  # noqa: F401  (what the pickled optimizers may refer to)\n'
+    'except ImportError:\n'
+    '    pass\n'
+    'os.environ["DMLC_ROLE"] = role\n'
+    'from mxnet.kvstore.kvstore_server import _init_kvstore_server_module\n'
+    '_init_kvstore_server_module()\n'
+    'raise SystemExit("DMLC_ROLE=%s did not start a kvstore scheduler/server" % role)\n')
 POLL = 0.05
 
 

@@ -8,14 +8,19 @@
 * :func:`contexts` -- ``--gpus`` / CPU contexts;
 * :func:`initializer` -- the official Xavier or the paper's Kaiming.
 """
+import os
+import sys
+
 import mxnet as mx
 import numpy as np
 from gluoncv.utils import LRScheduler, LRSequential
 
 from net.errors import AFFError
 
-__all__ = ['lr_schedule', 'mixup', 'smooth_one_hot', 'make_trainer', 'contexts',
-           'initializer', 'no_wd_names', 'split']
+__all__ = ['lr_schedule', 'mixup', 'smooth_one_hot', 'make_trainer', 'states_savable',
+           'lr_after', 'start_schedule_at', 'contexts', 'script_contexts', 'capped_workers',
+           'hybridize_for_training', 'progress',
+           'initializer', 'no_wd_names', 'split', 'seed_everything', 'load_trainer_states']
 
 
 # ----------------------------------------------------------------------------- learning rate
@@ -101,7 +106,39 @@ def make_trainer(net, lr_scheduler, lr, wd, momentum, no_wd=False, optimizer='na
         opts['learning_rate'] = lr
     if multi_precision:
         opts['multi_precision'] = True
-    return mx.gluon.Trainer(params, optimizer, opts, kvstore=kvstore)
+    kv_type = getattr(kvstore, 'type', kvstore) or ''
+    # dist_*: update on the parameter servers (MXNet's default).  The alternative, all-reduced
+    # gradients applied by each worker (update_on_kvstore=False), races with the hybridized
+    # backward pass on MXNet 1.9.1: measured, the workers' weights drifted apart (up to 1.06 in
+    # 1 run of 5); on the servers, 2 workers equal one process bit for bit.
+    trainer = mx.gluon.Trainer(params, optimizer, opts, kvstore=kvstore,
+                               update_on_kvstore=True if 'dist' in kv_type else None)
+    # the servers receive the optimizer pickled without its param_dict, i.e. without the
+    # parameters' wd_mult (--no-wd would be lost there): carry them by index, which pickles
+    opt = trainer._optimizer
+    opt.wd_mult.update({i: p.wd_mult for i, p in opt.param_dict.items() if p.wd_mult != 1.0})
+    return trainer
+
+
+def states_savable(trainer):
+    """False when the optimizer states live on parameter servers (every dist_* kvstore)."""
+    kv = getattr(trainer, '_kvstore_params', {}).get('kvstore')
+    return 'dist' not in (getattr(kv, 'type', kv) or '')
+
+
+def lr_after(trainer, num_update):
+    """The learning rate of update ``num_update`` (1-based).  Read from the schedule: with
+    updates on parameter servers the local optimizer never counts updates, so
+    ``trainer.learning_rate`` would stay at the first value."""
+    sched = trainer._optimizer.lr_scheduler
+    return sched(num_update) if sched is not None else trainer.learning_rate
+
+
+def start_schedule_at(trainer, num_update):
+    """Continue a per-iteration schedule after ``num_update`` updates when no optimizer states
+    are loaded (the servers of a distributed run get this count with the pickled optimizer)."""
+    opt = trainer._optimizer
+    opt.begin_num_update = opt.num_update = int(num_update)
 
 
 # ----------------------------------------------------------------------------- devices, init
@@ -126,7 +163,58 @@ def contexts(gpus='', num_cpu_contexts=1):
         raise AFFError('--num-cpu-contexts must be >= 1')
     return ([mx.cpu(i) for i in range(num_cpu_contexts)],
             'training on the CPU (%d context(s), OMP_NUM_THREADS=%s)' % (
-                num_cpu_contexts, __import__('os').environ.get('OMP_NUM_THREADS', 'unset')))
+                num_cpu_contexts, os.environ.get('OMP_NUM_THREADS', 'unset')))
+
+
+def script_contexts(gpus, gpus_source, num_cpu_contexts=1, flag='--gpus', shown=None):
+    """``(ctx, notes)`` for a training script: ``gpus`` as :func:`contexts` takes it; when it is
+    the flag's default (``gpus_source == 'default'``) and MXNet sees no GPU, the CPU is used and
+    a note says so (an explicit value without GPUs stays an error).  ``shown``: the flag's
+    value as the user would write it (default ``gpus``)."""
+    notes = []
+    if gpus and gpus_source == 'default' and mx.context.num_gpus() == 0:
+        notes.append('no GPU visible to MXNet: the default %s %s is replaced by the CPU'
+                     % (flag, gpus if shown is None else shown))
+        gpus = ''
+    ctx, where = contexts(gpus, num_cpu_contexts)
+    return ctx, notes + [where]
+
+
+def capped_workers(requested):
+    """``(workers, note)``: data-loading processes capped to the usable cores (note or None)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    workers = min(requested, cores or 1)
+    if workers == requested:
+        return workers, None
+    return workers, '-j %d capped to %d data-loading processes (usable cores)' % (requested,
+                                                                                  workers)
+
+
+def hybridize_for_training(model, ctx):
+    """Hybridize for training; returns a sentence for the log.
+
+    Static allocation (what the official scripts ask for) only when every context is a GPU:
+    on the CPU, MXNet 1.9.1's BatchNorm updates its moving statistics in the backward pass,
+    and under ``static_alloc`` the parameter arrays then show stale values (zeros, or those of
+    earlier steps; measured, tests/test_train_utils.py), so checkpoints and the statistics of
+    multi-context runs go wrong.  Plain ``hybridize()`` matches imperative execution exactly.
+    """
+    if all(c.device_type == 'gpu' for c in ctx):
+        model.hybridize(static_alloc=True, static_shape=True)
+        return 'hybridized with static_alloc=True, static_shape=True'
+    model.hybridize()
+    return ('hybridized without static_alloc: on the CPU it leaves stale BatchNorm moving '
+            'statistics in MXNet 1.9.1')
+
+
+def progress(it, total, desc, show=None):
+    """``it`` wrapped in a tqdm bar when ``show`` (default: stderr is a terminal), else ``it``."""
+    if show is None:
+        show = sys.stderr.isatty()
+    if not show:
+        return it
+    from tqdm import tqdm
+    return tqdm(it, total=total, desc=desc, leave=False)
 
 
 def initializer(name):
