@@ -355,3 +355,17 @@ def test_shared_every_official_log_matches_spec():
     rels = {os.path.relpath(os.path.join(d, f), SHARED)
             for d, _, files in os.walk(SHARED) for f in files if f.endswith('.log')}
     assert rels == set(C.OFFICIAL_LOGS) | NO_EPOCH_LOGS
+
+
+def test_an_official_log_given_as_a_run_keeps_its_label_mode():
+    """The HEAD fine-label logs carry no label_mode in their Namespace line (uncommitted code):
+    read as a run, the OFFICIAL_LOGS entry decides, not Gluon's coarse default."""
+    root = os.path.join(ROOT, 'tests', 'data', 'official_logs')
+    fine = 'head/cifar100/AFF-ResNet-32/train_cifar100-ASKCFuse-resnet-32-c-4-s-1.log'
+    coarse = ('head/cifar100/AFF-ResNet-32/superclasses/From_Scratch_Log_train_cifar100_'
+              'cifar100-ASKCFuse-resnet-32-c-4-s-1.log')
+    for rel, mode in ((fine, 'fine'), (coarse, 'coarse')):
+        run = C.load_run(os.path.join(root, rel + '.gz'))
+        assert C.official_entry(run.path) is C.OFFICIAL_LOGS[rel]
+        assert run.label_mode == mode and run.head_classes == 100   # the official 100-way head
+    assert C.official_entry(os.path.join(root, 'head', 'elsewhere.log')) is None

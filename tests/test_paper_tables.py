@@ -65,8 +65,14 @@ def _cell(table, row, column):
 def test_counts_per_table():
     counts = {t: len(PT.cells(table=t)) for t in PT.TABLES}
     assert counts == {'3': 39, '4': 84, '5': 20, 'S1': 15, 'S2': 12, 'HEAD-README': 3,
-                      'released': 9}
-    assert len(PT.CELLS) == 182
+                      'released': 9,
+                      # AFINet: Table 2 2 nets x 3 stages x (params, FLOPs); Table 3 2 x 13
+                      # Office-Home columns; Table 4 12 rows x 3; Table 5 10 rows x 4; Table 6
+                      # 2 x 2; Table 7 2 x 4; Table 8 4 r; Table 9 6; ACmix README 13 rows x 3
+                      'AFINet-2': 12, 'AFINet-3': 26, 'AFINet-4': 36, 'AFINet-5': 40,
+                      'AFINet-6': 4, 'AFINet-7': 8, 'AFINet-8': 4, 'AFINet-9': 6,
+                      'ACmix-README': 39}
+    assert len(PT.CELLS) == 182 + 175
     assert len({c.key for c in PT.CELLS}) == len(PT.CELLS)
 
 
@@ -152,17 +158,21 @@ def test_label_modes():
             assert c.label_mode == 'coarse', c.key
         if c.dataset in ('imagenet', 'stopsign', None):
             assert c.label_mode is None, c.key
-    fine = sorted(c.value for c in PT.CELLS if c.label_mode == 'fine')
+    fine = sorted(c.value for c in PT.CELLS if c.label_mode == 'fine' and c.table in PT.AFF_TABLES)
     assert fine == [0.8357, 0.8538]
+    # AFINet's CIFAR-100 numbers are 100-class (fine-label) numbers
+    related = [c for c in PT.CELLS if c.table in PT.RT.TABLES and c.dataset == 'cifar100']
+    assert len(related) == 12 + 36 + 8 + 6 and all(c.label_mode == 'fine' for c in related)
 
 
 def test_models_and_availability():
     known = set(net.get_model_list())
     for c in PT.CELLS:
         assert c.available == (c.model in known), c.key
-        if c.scenario in ('inception', 'fpn'):
-            assert not c.available and re.match(
-                r'^(cifar_\w+_inception_resnet20|stopsign_\w+_fpn_resnet20)_b[1-4]$', c.model)
+        if c.scenario == 'inception':
+            assert c.available and re.match(r'^cifar_\w+_inception_resnet20_b[1-4]$', c.model)
+        if c.scenario == 'fpn':
+            assert c.available and re.match(r'^stopsign_\w+_fpn_resnet20_b[1-4]$', c.model)
     assert _cell('4', 'MS-SENet', 'ResNet b=3').model == 'cifar_msse_resnet20_b3'
     assert _cell('S1', 'Recursive AFF', 'ResNet b=1').model == 'cifar_recursiveaff_resnet20_b1'
     assert _cell('4', 'Concatenation', 'FPN b=2').model == 'stopsign_concat_fpn_resnet20_b2'
@@ -178,7 +188,8 @@ def test_models_and_availability():
 def test_recipes():
     for c in PT.CELLS:
         want = {'3': 'paper', '4': 'paper', 'S1': 'paper', '5': 'paper_sota',
-                'HEAD-README': 'released', 'released': 'released'}.get(c.table)
+                'HEAD-README': 'released', 'released': 'released'}.get(
+                    c.table, PT.RT.RECIPE_OF_TABLE.get(c.table))
         assert c.recipe == (want if c.model else None), c.key
 
 

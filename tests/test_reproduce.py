@@ -51,7 +51,7 @@ def test_every_cifar_command_resolves_to_its_cell(seed, data_dir):
     n = 0
     for c in PT.CELLS:
         kind, _ = R.status(c)
-        if kind != 'run' or c.scenario == 'imagenet':
+        if kind != 'run' or c.scenario in ('imagenet', 'fpn'):
             continue
         argv = shlex.split(R.Plan(kind, '', R.command(c, seed, data_dir), [c]).text)
         assert argv[:2] == ['python', 'train_cifar.py'], c.key
@@ -64,8 +64,10 @@ def test_every_cifar_command_resolves_to_its_cell(seed, data_dir):
         assert args.save_dir == 'params/' + d
         assert (d.endswith('_seed%d' % seed)) == bool(seed)
         n += 1
-    # Tables 3 (ResNet), 4 (ResNet), S1 and the 5 released CIFAR checkpoints
-    assert n == 12 + 28 + 15 + 5
+    # Tables 3 (ResNet, InceptionNet), 4 (ResNet, InceptionNet), S1, the 5 released CIFAR
+    # checkpoints
+    # + AFINet Table 4 (the 6 accuracy cells of built networks) and Table 7 (8)
+    assert n == 12 + 12 + 28 + 28 + 15 + 5 + 6 + 8
 
 
 @pytest.mark.parametrize('seed,data_dir', [(0, 'DATA'), (2, '/data/my imagenet')])
@@ -94,8 +96,36 @@ def test_every_imagenet_command_resolves_to_its_cell(seed, data_dir):
         assert args.mixup == (c.recipe in ('paper_sota', 'released')), c.key
         runs.add(R.run_key(c))
     # Table 3 (3 rows), Table 5 (4 of ours), the 4 released checkpoints (the README's 3 share)
-    assert len(runs) == 3 + 4 + 4
+    # + AFINet Table 5 (8 built networks), Table 8 (r = 1, 2, 8; r = 4 is Table 5's run) and the
+    # ACmix README (3 ACmix ResNets + 3 baselines)
+    assert len(runs) == 3 + 4 + 4 + 8 + 3 + 6
 
+
+
+@pytest.mark.parametrize('seed,data_dir', [(0, 'DATA'), (5, '/data/my stopsign')])
+def test_every_fpn_command_resolves_to_its_cell(seed, data_dir):
+    import train_seg
+    from utils.recipes import SEG_RECIPES
+    runs = set()
+    for c in PT.cells(scenario='fpn'):
+        kind, _ = R.status(c)
+        assert kind == 'run', c.key
+        argv = shlex.split(R.Plan(kind, '', R.command(c, seed, data_dir), [c]).text)
+        assert argv[:2] == ['python', 'train_seg.py'], c.key
+        args, _ = resolve(train_seg.build_parser(), argv[2:], SEG_RECIPES,
+                          train_seg.default_recipe)
+        train_seg.validate(args)
+        assert (args.model, args.recipe, args.dataset, args.seed, args.data_dir) == (
+            c.model, c.recipe, 'stopsign', seed, data_dir), c.key
+        assert c.model in net.get_model_list()
+        # Table 2's StopSign row
+        assert (args.optimizer, args.lr, args.lr_mode, args.epochs, args.batch_size,
+                args.init) == ('adagrad', 0.01, 'poly', 300, 32, 'kaiming'), c.key
+        d = R.run_dir(c, seed)
+        assert args.logging_dir == 'logs/' + d and args.save_dir == 'params/' + d
+        runs.add(R.run_key(c))
+    # Table 3 (3 rows x 4) and Table 4 (7 rows x 4); Table 3's Global + Local is Table 4's AFF
+    assert len(runs) == 12 + 28 - 4
 
 def test_paper_recipe_means_no_mixup_and_coarse_labels():
     args = _resolve(shlex.split(EXAMPLE)[2:])
@@ -140,9 +170,10 @@ def test_one_command_for_a_shared_run(capsys):
 
 def test_not_runnable_cells(capsys):
     out = _main(capsys, '--table', '3', '--b', '1')
-    assert out.count('# not runnable yet:') == 6      # 3 Inception + 3 FPN cells
+    assert '# not runnable yet:' not in out           # Inception and FPN networks exist
     assert 'cifar_aff_inception_resnet20_b1' in out and 'stopsign_aff_fpn_resnet20_b1' in out
-    assert len(_commands(out)) == 3
+    assert len(_commands(out)) == 9                   # 3 ResNet + 3 InceptionNet + 3 FPN cells
+    assert len([c for c in _commands(out) if c.startswith('python train_seg.py ')]) == 3
     out = _main(capsys, '--table', '3', '--scenario', 'imagenet')
     assert '# not runnable yet' not in out and len(_commands(out)) == 3
     assert re.search(r'^python train_imagenet\.py --recipe paper --model aff_resnet50_v1b ',
@@ -160,12 +191,13 @@ def test_not_runnable_cells(capsys):
 def test_a_stub_script_makes_its_cells_pending(monkeypatch):
     c = PT.cells(table='3', row='Global + Local', column='ImageNet')[0]
     assert R.status(c) == ('run', '')
+    inc = PT.cells(table='4', row='Add', column='InceptionNet b=1')[0]
+    assert R.status(inc) == ('run', '')                   # the Inception networks exist
     assert R.script_status('train_imagenet.py') == (True, '')
-    assert R.script_status('train_seg.py')[0] is False         # still a stub
+    assert R.script_status('train_seg.py') == (True, '')
     monkeypatch.setattr(R, 'script_status', lambda script: (False, script + ' is a stub'))
     assert R.status(c) == ('pending', 'train_imagenet.py is a stub')
-    inc = PT.cells(table='4', row='Add', column='InceptionNet b=1')[0]
-    assert R.status(inc)[0] == 'pending'                  # the network is still missing
+    assert R.status(inc) == ('pending', 'train_cifar.py is a stub')
 
 
 def test_script_is_valid_bash_with_one_command_per_run(tmp_path, capsys):
@@ -252,7 +284,7 @@ def test_list_contains_every_cell_once(capsys):
     assert by_key[('4', 'iAFF (ours)', 'ResNet b=4')][3:] == [
         '/', 'accuracy', 'cifar_iaff_resnet20_b4', 'yes']
     assert by_key[('3', 'Global + Global', 'FPN b=1')][3:] == [
-        '0.911', 'mIoU', 'stopsign_globalglobal_fpn_resnet20_b1', 'no']
+        '0.911', 'mIoU', 'stopsign_globalglobal_fpn_resnet20_b1', 'yes']
 
 
 def test_filters_and_errors(capsys):

@@ -37,7 +37,7 @@ from utils.reproduce import run_dir, run_key
 __all__ = ['OfficialLog', 'OFFICIAL_LOGS', 'Run', 'OfficialResult', 'Row', 'Report',
            'default_official_root', 'find_official', 'load_official', 'discover', 'load_run',
            'registry_model', 'match_cells', 'cell_epochs', 'to_cell_unit', 'flags',
-           'build_report', 'markdown', 'write_pngs', 'main']
+           'build_report', 'markdown', 'related_section', 'write_pngs', 'main']
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_OFFICIAL = os.path.join(os.path.dirname(ROOT), 'shared', 'reference', 'official_logs')
@@ -374,6 +374,18 @@ def _config_of(segments):
     return {}
 
 
+def official_entry(path):
+    """The :data:`OFFICIAL_LOGS` entry whose relative path ``path`` ends with (``.gz`` copies
+    included), or None."""
+    norm = os.path.abspath(os.fspath(path)).replace(os.sep, '/')
+    if norm.endswith('.gz'):
+        norm = norm[:-len('.gz')]
+    for rel, entry in OFFICIAL_LOGS.items():
+        if norm.endswith('/' + rel):
+            return entry
+    return None
+
+
 def load_run(path):
     """A :class:`Run` from a log or an EpochCSV path."""
     path = os.fspath(path)
@@ -396,6 +408,12 @@ def load_run(path):
         except (OSError, UnicodeError, EOFError) as e:
             raise AFFError('%s: cannot read the log (%s)' % (log_path, e)) from None
         run.config = _config_of(segments)
+        entry = official_entry(log_path)
+        if entry is not None and entry.label_mode and 'label_mode' not in run.config:
+            # an official log given as a run: its label mode is known (the HEAD fine-label
+            # runs used uncommitted code, so their Namespace line cannot say it)
+            run.config['label_mode'] = entry.label_mode
+            run.config.setdefault('classes', 100)   # every official CIFAR-100 head: 100 outputs
         records, last = _chain(segments)
         run.kind = last.kind if last is not None else 'unknown'
     if not records and csv_path is not None:
@@ -796,7 +814,54 @@ def markdown(report):
             '%s %s' % (entry.metric, best), entry.note))
     out += _table(('official log', 'model', 'data / labels', 'closest recipe', 'best @epoch',
                    'note'), rows)
+    out += related_section(report)
     return '\n'.join(out) + '\n'
+
+
+def _percent_acc(value, cell):
+    """An accuracy / top-1 error cell value (or ours in the cell's unit) as top-1 accuracy in %."""
+    if value is None:
+        return None
+    if cell.unit == 'fraction':
+        value *= 100.0
+    return 100.0 - value if cell.metric == 'top1_err' else value
+
+
+def related_section(report):
+    """AFF / iAFF beside AFINet and ACmix: the published top-1 accuracies and parameter counts of
+    every built network (and ours where a run matched), ImageNet and CIFAR-100 (100 classes)."""
+    primary = report.primary()
+    params = {(c.table, c.row): c for c in PT.CELLS if c.metric in ('params_M', 'params_K')}
+
+    def rows_of(keep):
+        rows = []
+        for c in PT.CELLS:
+            if c.model is None or c.metric not in ('accuracy', 'top1_err') or not keep(c):
+                continue
+            p = params.get((c.table, c.row))
+            mine = primary.get(c.key)
+            ours = _percent_acc(mine.ours, c) if mine else None
+            paper = _percent_acc(c.value, c)
+            label = '%s, %s' % (c.row, c.column) if c.table in ('AFINet-7', 'AFINet-8') else c.row
+            rows.append(('Table %s' % c.table, label, c.model, c.label_mode or '—',
+                         '%.2f' % paper if paper is not None else '/',
+                         '%s %s' % (p.text, p.unit) if p else '—',
+                         '—' if ours is None else '%.2f (#%d)' % (ours, mine.run.index)))
+        return rows
+
+    head = ('table', 'row', 'model', 'labels', 'paper top-1 acc. %', 'paper params',
+            'ours top-1 acc. %')
+    out = ['', '## Related methods beside AFF / iAFF (published numbers)', '',
+           'AFF/iAFF (Table 5, HEAD README), AFINet (Table 5, 8) and ACmix (release README) on '
+           'ImageNet; each paper trained its own baselines with its own recipe (`--recipe '
+           'paper_sota`, `afinet`, `acmix`), so compare a method with its own baseline row.', '']
+    out += _table(head, rows_of(lambda c: c.dataset == 'imagenet' and c.table in (
+        '5', 'HEAD-README', 'AFINet-5', 'AFINet-8', 'ACmix-README')))
+    out += ['', 'CIFAR-100: AFINet (Tables 4, 7) reports the 100 fine labels; of AFF only the '
+            'released fine-label checkpoints are 100-class numbers (its tables are '
+            '20-superclass numbers).', '']
+    out += _table(head, rows_of(lambda c: c.dataset == 'cifar100' and c.label_mode == 'fine'))
+    return out
 
 
 # ----------------------------------------------------------------------------- plots

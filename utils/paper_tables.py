@@ -23,6 +23,10 @@ Conventions
   submitted paper's runs, with mixup), ``'released'`` (HEAD README / released checkpoints), ``None`` for
   cells that are no training result.
 
+The related methods' tables (AFINet ``AFINet-<n>``, ACmix ``ACmix-README``; scenario ``'cifar'`` = plain
+CIFAR-100 classification on the 100 fine labels, ``'imagenet'``; recipes ``'afinet'`` / ``'acmix'``; extra
+metrics for their parameter, FLOPs, top-5 and memory columns) come from :mod:`utils.related_tables`.
+
 ``python -m utils.reproduce`` turns cells into training commands; :func:`lint` checks the table
 (``python -m utils.paper_tables`` prints its problems).
 """
@@ -31,21 +35,25 @@ from dataclasses import dataclass
 
 import net
 from net.model_store import RELEASED
+from utils import related_tables as RT
 
 __all__ = ['Cell', 'TABLES', 'SCENARIOS', 'METRICS', 'TABLE2', 'SUPPLEMENT', 'FUSION_OF_ROW',
            'CELLS', 'cells', 'lint', 'planned_model', 'registry']
 
 #: table identifiers, in listing order
-TABLES = ('3', '4', '5', 'S1', 'S2', 'HEAD-README', 'released')
-SCENARIOS = ('inception', 'resnet', 'fpn', 'imagenet')
-#: metric -> units it may be printed in
-METRICS = {'accuracy': ('fraction',), 'mIoU': ('fraction',), 'top1_err': ('fraction', 'percent'),
-           'params_M': ('M',), 'flops_pct': ('percent',), 'flops_c2hw': ('C^2HW',)}
-RECIPES = ('paper', 'paper_sota', 'released')
-_RECIPE_OF_TABLE = {'3': 'paper', '4': 'paper', 'S1': 'paper', '5': 'paper_sota',
-                    'HEAD-README': 'released', 'released': 'released'}
+AFF_TABLES = ('3', '4', '5', 'S1', 'S2', 'HEAD-README', 'released')
+TABLES = AFF_TABLES + RT.TABLES
+SCENARIOS = ('inception', 'resnet', 'fpn', 'imagenet', 'cifar')
+#: metric -> units it may be printed in (the last five: the related methods' tables)
+METRICS = {'accuracy': ('fraction', 'percent'), 'mIoU': ('fraction',),
+           'top1_err': ('fraction', 'percent'), 'params_M': ('M',), 'flops_pct': ('percent',),
+           'flops_c2hw': ('C^2HW',), 'params_K': ('K',), 'flops_G': ('G',), 'flops_M': ('M',),
+           'top5_acc': ('percent',), 'memory_MiB': ('MiB',)}
+RECIPES = ('paper', 'paper_sota', 'released', 'afinet', 'acmix')
+_RECIPE_OF_TABLE = dict({'3': 'paper', '4': 'paper', 'S1': 'paper', '5': 'paper_sota',
+                         'HEAD-README': 'released', 'released': 'released'}, **RT.RECIPE_OF_TABLE)
 _DATASET_OF_SCENARIO = {'inception': 'cifar100', 'resnet': 'cifar100', 'fpn': 'stopsign',
-                        'imagenet': 'imagenet', None: None}
+                        'imagenet': 'imagenet', 'cifar': 'cifar100', None: None}
 
 # --------------------------------------------------------------------------- Table 2 (settings)
 #: Table 2 of the paper, one dict per host network (key = scenario, plus 'resnext' for the CIFAR
@@ -365,8 +373,19 @@ def _build():
     return tuple(out)
 
 
+def _build_related():
+    known = registry()
+
+    def make(table, row, column, scenario, value, metric, unit, dataset, model, source, note):
+        return _cell(table, row, column, scenario, None, value, metric, unit, dataset,
+                     'fine' if dataset == 'cifar100' else None,
+                     RT.RECIPE_OF_TABLE[table] if model else None, model, source, note,
+                     known=known)
+    return tuple(RT.build(make))
+
+
 #: every cell, in table order
-CELLS = _build()
+CELLS = _build() + _build_related()
 
 
 def _norm_table(table):
@@ -457,16 +476,21 @@ def lint(all_cells=None):
         if c.dataset == 'cifar100':
             if c.label_mode not in ('coarse', 'fine'):
                 bad(c, 'CIFAR-100 cell needs label_mode coarse or fine, not %r' % (c.label_mode,))
-            elif c.label_mode == 'fine' and c.table != 'released':
+            elif c.label_mode == 'fine' and c.table in AFF_TABLES and c.table != 'released':
                 bad(c, "label_mode 'fine' in a paper table: the paper's CIFAR-100 numbers are "
                        "20-superclass (coarse) numbers")
-            if c.metric != 'accuracy':
+            elif c.label_mode == 'coarse' and c.table in RT.TABLES:
+                bad(c, "label_mode 'coarse' in a related-method table: AFINet's CIFAR-100 "
+                       "numbers are 100-class numbers")
+            if c.metric != 'accuracy' and not (c.table in RT.TABLES and c.metric in (
+                    'params_K', 'params_M', 'flops_G', 'flops_M')):
                 bad(c, 'CIFAR-100 cell with metric %r' % c.metric)
         elif c.label_mode is not None:
             bad(c, 'label_mode %r on a %s cell' % (c.label_mode, c.dataset))
         if c.dataset == 'stopsign' and c.metric != 'mIoU':
             bad(c, 'StopSign cell with metric %r' % c.metric)
-        if c.dataset == 'imagenet' and c.metric not in ('accuracy', 'top1_err', 'params_M'):
+        if c.dataset == 'imagenet' and c.metric not in ('accuracy', 'top1_err', 'params_M') + (
+                ('top5_acc', 'flops_G', 'memory_MiB') if c.table in RT.TABLES else ()):
             bad(c, 'ImageNet cell with metric %r' % c.metric)
         # recipe and model
         if c.model is None:
@@ -474,7 +498,8 @@ def lint(all_cells=None):
                 bad(c, 'recipe %r on a cell without a model' % c.recipe)
             if c.available:
                 bad(c, 'available without a model')
-            if not (c.table == 'S2' or (c.table == '5' and '(ours)' not in c.row)):
+            if not (c.table == 'S2' or (c.table == '5' and '(ours)' not in c.row) or
+                    (c.table in RT.TABLES and c.note.startswith(RT.NOT_HERE))):
                 bad(c, 'no model')
             continue
         if c.recipe not in RECIPES:
@@ -492,7 +517,9 @@ def lint(all_cells=None):
         name_ok = {'inception': '_inception_resnet20_b' in c.model,
                    'fpn': c.model.startswith('stopsign_'),
                    'resnet': c.model.startswith('cifar_') and 'inception' not in c.model,
-                   'imagenet': not c.model.startswith(('cifar_', 'stopsign_'))}.get(c.scenario, False)
+                   'imagenet': not c.model.startswith(('cifar_', 'stopsign_')),
+                   'cifar': c.model in known and net.get_model_info(c.model).input_size == 32,
+                   }.get(c.scenario, False)
         if not name_ok:
             bad(c, 'model %r does not fit scenario %r' % (c.model, c.scenario))
         fusion = c.fusion
@@ -511,6 +538,8 @@ def lint(all_cells=None):
         if c.b is not None and not c.model.endswith('_b%d' % c.b):
             bad(c, 'model %r does not end with _b%d' % (c.model, c.b))
     problems += _lint_cross(all_cells, CIFAR_RECIPES)
+    from utils.recipes import IMAGENET_RECIPES
+    problems += RT.lint(all_cells, CIFAR_RECIPES, IMAGENET_RECIPES)
     return problems
 
 

@@ -22,7 +22,7 @@ CIFAR (``train_cifar.py --recipe NAME``):
 """
 from net.errors import AFFError
 
-__all__ = ['CIFAR_RECIPES', 'IMAGENET_RECIPES', 'resolve']
+__all__ = ['CIFAR_RECIPES', 'IMAGENET_RECIPES', 'SEG_RECIPES', 'resolve']
 
 CIFAR_RECIPES = {
     'official': {},
@@ -71,6 +71,45 @@ IMAGENET_RECIPES = {
 }
 # Table 5 (the SOTA rows): the paper recipe plus mixup, as the comment above says
 IMAGENET_RECIPES['paper_sota'] = dict(IMAGENET_RECIPES['paper'], mixup=True)
+
+#: Related methods (net/afinet.py, net/acmix.py), as their papers state them.  ``afinet`` (AFINet
+#: §4.3): momentum SGD 0.9 (Nesterov not stated: plain), wd 1e-4 on every parameter, batch 64;
+#: CIFAR 300 epochs, lr 0.1 / 10 at 50 % and 75 % (DenseNet's proportion: 150, 225), the 100 fine
+#: labels, standard crop + flip; ImageNet 90 epochs, lr 0.1 * 64 / 256 = 0.025 / 10 at 30, 60, 80,
+#: batch 64 in total (one device), no warmup, label smoothing or mixup (none stated).
+#: ``acmix`` (ACmix supplement §B, ImageNet only, following SAN): momentum SGD, batch 256 on 8 GPUs
+#: (32 per device: run with --num-gpus 8), 100 epochs, cosine from 0.1, label smoothing 0.1; no
+#: warmup (the released script warms up 5 epochs, the paper does not say so), wd 1e-4 on every
+#: parameter (SAN; the release decays rate1/rate2 too).  float32 for both (fp16 not stated).
+CIFAR_RECIPES['afinet'] = dict(
+    batch_size=64, num_epochs=300, lr=0.1, momentum=0.9, wd=1e-4, lr_decay=0.1,
+    lr_decay_epoch='150,225', warmup_epochs=0, cosine=False, mixup=False, label_smoothing=False,
+    auto_aug=False, no_wd=False, label_mode='fine', optimizer='sgd')
+IMAGENET_RECIPES['afinet'] = dict(
+    batch_size=64, num_epochs=90, lr=0.025, momentum=0.9, wd=1e-4, lr_mode='step', lr_decay=0.1,
+    lr_decay_epoch='30,60,80', warmup_epochs=0, label_smoothing=False, mixup=False, no_wd=False,
+    dtype='float32', use_rec=True, optimizer='sgd')
+IMAGENET_RECIPES['acmix'] = dict(
+    batch_size=32, num_epochs=100, lr=0.1, momentum=0.9, wd=1e-4, lr_mode='cosine',
+    warmup_epochs=0, label_smoothing=True, mixup=False, no_wd=False, dtype='float32',
+    use_rec=True, optimizer='sgd')
+
+
+#: Segmentation (``train_seg.py --recipe NAME``).  ``paper`` = Table 2's StopSign row and the
+#: supplement: AdaGrad, lr 0.01, poly schedule, 300 epochs, batch 32, Kaiming init, cross
+#: entropy, r = 4 (the fusion default).  Not in the paper, our choices: poly power 0.9 and weight
+#: decay 1e-4 (GluonCV's segmentation defaults), base size 512 / crop 480 (the defaults of the
+#: author's open-acm segmentation script).  ``quickstart`` = the offline synthetic-StopSign demo
+#: (``--dataset synthetic-stopsign``): a few minutes on two CPU cores.
+SEG_RECIPES = {
+    'paper': dict(
+        optimizer='adagrad', lr=0.01, lr_mode='poly', power=0.9, wd=1e-4, epochs=300,
+        batch_size=32, init='kaiming', base_size=512, crop_size=480),
+    'quickstart': dict(
+        model='stopsign_aff_fpn_resnet20_b1', optimizer='adagrad', lr=0.01, lr_mode='poly',
+        power=0.9, wd=1e-4, epochs=4, batch_size=16, init='kaiming', base_size=64, crop_size=64,
+        synthetic_train=256, synthetic_val=64, num_workers=0),
+}
 
 
 def resolve(parser, argv, recipes, default_recipe):

@@ -6,7 +6,8 @@ Usage:
     python -m utils.reproduce [FILTERS] --script run.sh      # write them as a bash script
     python -m utils.reproduce [FILTERS] --run                # run them, one after another
 
-FILTERS: --table {3,4,5,S1,S2,HEAD-README,released} --scenario {inception,resnet,fpn,imagenet}
+FILTERS: --table {3,4,5,S1,S2,HEAD-README,released,AFINet-2..9,ACmix-README}
+--scenario {inception,resnet,fpn,imagenet,cifar}
 --b {1,2,3,4} --model NAME --row LABEL; --seed N (default 0) and --data-dir DIR (default the
 placeholder DATA; ImageNet commands read DATA/rec/{train,val}.{rec,idx}) go into every command.
 
@@ -35,8 +36,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_PRECEDENCE = ('4', '3', 'S1', '5', 'released', 'HEAD-README')
 _TABLE_DIR = {'3': 'table3', '4': 'table4', '5': 'table5', 'S1': 'tableS1', 'S2': 'tableS2',
               'HEAD-README': 'head_readme', 'released': 'released'}
+_TABLE_DIR.update({t: t.lower().replace('-', '_') for t in PT.RT.TABLES})   # afinet_4, acmix_readme
 _SCRIPT_OF_SCENARIO = {'inception': 'train_cifar.py', 'resnet': 'train_cifar.py',
-                       'fpn': 'train_seg.py', 'imagenet': 'train_imagenet.py'}
+                       'fpn': 'train_seg.py', 'imagenet': 'train_imagenet.py',
+                       'cifar': 'train_cifar.py'}
+#: why a cell of a model is no training result, by metric
+_NOT_A_RUN = {'params_M': 'a parameter count', 'params_K': 'a parameter count',
+              'flops_G': 'a FLOPs count', 'flops_M': 'a FLOPs count',
+              'memory_MiB': 'a memory measurement',
+              'top5_acc': 'the top-5 accuracy of the run behind the top-1 cell of this row'}
 _SHORT = re.compile(r'^(?:cifar|stopsign)_([a-z0-9]+)_(?:inception_|fpn_)?resnet20_(b[1-4])$')
 
 
@@ -119,13 +127,17 @@ def status(cell):
     if cell.model is None:
         if cell.table == 'S2':
             return 'none', 'an analytic FLOPs count, not a training result'
+        if cell.note.startswith(PT.RT.NOT_HERE):
+            return 'none', cell.note.split(';')[0]
         ref = re.search(r'reference \[\d+\]', cell.source)
         return 'none', 'a result cited from another paper%s, not a network of ours' % (
             ' (%s)' % ref.group(0) if ref else '')
-    if cell.metric == 'params_M':
+    if cell.metric in ('params_M', 'params_K'):
         head = re.search(r'HEAD architecture (\S+)', cell.note)
         return 'none', ('a parameter count, not a training result: python -m utils.models %s'
                         % (head.group(1) if head else cell.model))
+    if run_key(cell) is None:
+        return 'none', '%s, not a training result' % _NOT_A_RUN.get(cell.metric, cell.metric)
     script = _SCRIPT_OF_SCENARIO[cell.scenario]
     ready, why = script_status(script)
     reasons = [] if ready else [why]
@@ -151,7 +163,8 @@ def caveat(cell):
 def _value_text(c):
     if c.value is None:
         return "'/' (not reported)"
-    unit = {'fraction': '', 'percent': ' %', 'M': ' M', 'C^2HW': ' C^2HW'}[c.unit]
+    unit = {'fraction': '', 'percent': ' %', 'M': ' M', 'C^2HW': ' C^2HW', 'K': ' K', 'G': ' G',
+            'MiB': ' MiB'}[c.unit]
     labels = ', CIFAR-100 %s labels' % c.label_mode if c.label_mode else ''
     return '%s%s %s%s' % (c.text, unit, c.metric, labels)
 
