@@ -193,7 +193,7 @@ def main(argv=None):
 
     os.makedirs(args.logging_dir, exist_ok=True)
     val_png = os.path.join(args.logging_dir, '%s_predictions.png' % name)
-    vis = list(range(min(args.vis_samples, len(val_set))))
+    vis = S.pick_samples(val_set, args.vis_samples)
     if args.eval:
         pix_acc, miou = S.evaluate(model, val_data, ctx)
         print('%s on %d %s validation images: pixAcc=%f mIoU=%f'

@@ -135,3 +135,16 @@ def test_bad_inputs_end_in_one_error_line(tmp_path, argv, message):
     assert res.returncode == 2, res
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], res.stderr
+
+
+def test_prediction_png_shows_stop_signs_first():
+    import numpy as np
+    masks = [np.zeros((4, 4), np.uint8) for _ in range(6)]
+    for i in (2, 5):
+        masks[i][1, 1] = 1
+    data = [(np.zeros((4, 4, 3), np.uint8), m) for m in masks]
+    assert S.pick_samples(data, 4) == [2, 5, 0, 1]
+    assert S.pick_samples(data, 10) == [2, 5, 0, 1, 3, 4]
+    assert S.pick_samples(data[:2], 3) == [0, 1]
+    nd_data = [(mx.nd.zeros((3, 4, 4)), mx.nd.array(m)) for m in masks]
+    assert S.pick_samples(nd_data, 2) == [2, 5]

@@ -72,6 +72,18 @@ def read_checkpoint(path):
     return params, meta, states
 
 
+def pick_samples(dataset, n, scan=64):
+    """``n`` indices for the predictions PNG: samples showing a stop sign first (among the first
+    ``scan``), so the picture shows what the network finds, then the others in order."""
+    looked = range(min(len(dataset), max(scan, n)))
+    def has_sign(i):
+        mask = dataset[i][1]
+        return bool(np.any((mask.asnumpy() if hasattr(mask, 'asnumpy') else np.asarray(mask)) == 1))
+    with_sign = [i for i in looked if has_sign(i)]
+    rest = [i for i in looked if i not in set(with_sign)]
+    return (with_sign + rest)[:n]
+
+
 def save_overlays(model, dataset, indices, ctx, png_path, mean, std, title=None):
     """A PNG with one row per validation sample: the image, the ground truth and the prediction
     drawn over the image (stop-sign pixels tinted), with the sample's IoU of the stop-sign class."""
