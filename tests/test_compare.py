@@ -369,3 +369,21 @@ def test_an_official_log_given_as_a_run_keeps_its_label_mode():
         assert C.official_entry(run.path) is C.OFFICIAL_LOGS[rel]
         assert run.label_mode == mode and run.head_classes == 100   # the official 100-way head
     assert C.official_entry(os.path.join(root, 'head', 'elsewhere.log')) is None
+
+
+def test_a_segmentation_run_meets_its_fpn_cell(tmp_path, capsys):
+    """A train_seg.py log (kind 'seg', mIoU) in the reproduce directory of Table 4's AFF FPN
+    b=1 cell is compared in mIoU with the paper's value; --epochs counts as configured."""
+    cell = PT.cells(table='4', row='AFF (ours)', column='FPN b=1')[0]
+    assert cell.metric == 'mIoU' and cell.model == 'stopsign_aff_fpn_resnet20_b1'
+    d = tmp_path / 'logs' / run_dir(cell)
+    config = dict(model=cell.model, dataset='stopsign', recipe='paper', seed=0, epochs=300)
+    with EpochLogger(str(d / ('train_stopsign-%s.log' % cell.model)), config, stream=None,
+                     kind='seg') as log:
+        for e, miou in enumerate((0.41, 0.5, 0.47)):
+            log.epoch(e, train=0.9, pixAcc=0.95, mIoU=miou, loss=0.2, lr=0.01, time=1.0)
+    out = _run_main([tmp_path, '--official', COPIED, '--out', tmp_path / 'png'], capsys)
+    runs = _table_rows(out, 'Runs')
+    assert runs[0][2] == cell.model and runs[0][6] == '3/300' and runs[0][7] == 'mIoU 0.5000 @1'
+    rows = [r for r in _table_rows(out, 'Ours vs paper') if r[1] == cell.model + ' (#1)']
+    assert rows and rows[0][2:5] == ['0.5000 @1', cell.text, '%+.4f' % (0.5 - cell.value)]

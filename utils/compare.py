@@ -339,7 +339,7 @@ class Run:
 
     @property
     def epochs_configured(self):
-        n = self.config.get('num_epochs')
+        n = self.config.get('num_epochs', self.config.get('epochs'))   # train_seg: --epochs
         return n if isinstance(n, int) else None
 
     @property
