@@ -33,10 +33,10 @@ Counts that do not match the paper (each pinned by a test in tests/test_afinet.p
 * every other published count matches exactly (Tables 2, 4, 5; see the test's table).
 
 Init: the last BN gamma of the ImageNet bottlenecks starts at 0 (``last_gamma``), as the registry's
-v1b baselines they are compared with; the paper states no initialisation.  AFI-MobileNetV2 and
-AFI-ShuffleNetV2 are not built: the CIFAR configuration of the former does not reproduce under any
-reading (its ImageNet one does, but MobileNetV2 is no host of this repository) and the paper does
-not say where the module goes in the latter.
+v1b baselines they are compared with; the paper states no initialisation.  AFI-MobileNetV2 (Table 5,
+exact) and its MobileNetV2 hosts are in net/afinet_mobile.py; its CIFAR configuration (Table 4's
+2.25M) does not reproduce under any reading.  AFI-ShuffleNetV2 is not built: the paper does not say
+where the module goes in ShuffleNetV2.
 """
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock

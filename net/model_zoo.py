@@ -130,7 +130,8 @@ for _fu in ('add', 'aff', 'iaff', 'globalglobal', 'locallocal', 'se'):
 from . import inception as _inception  # noqa: E402  (registers through _register above)
 from . import fpn as _fpn  # noqa: E402
 from . import afinet as _afinet, acmix as _acmix  # noqa: E402
-_FAMILIES = (_inception, _fpn, _afinet, _acmix)
+from . import afinet_mobile as _afinet_mobile  # noqa: E402
+_FAMILIES = (_inception, _fpn, _afinet, _acmix, _afinet_mobile)
 for _family in _FAMILIES:
     _family.register(_register)
 

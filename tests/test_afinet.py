@@ -211,7 +211,9 @@ def test_forward_backward(name):
 
 def test_every_afi_module_gets_a_gradient_except_afi2():
     """'previous' inputs: AFI^(2) sees one input, so its W1/W2 get no gradient (the paper's
-    "skip"); every other module does."""
+    "skip"); every other module does.  Seeded: with stage 1's hidden width 2 both ReLU units of a
+    module can be dead for some draws (about 1 in 5), which zeroes its gradient too."""
+    mx.random.seed(0)
     model = AFICIFARResNet(3, classes=5)
     model.initialize(mx.init.Xavier())
     x = mx.nd.random.uniform(shape=(4, 3, 32, 32))
