@@ -37,7 +37,7 @@ __all__ = ['MSCAM', 'DirectAdd', 'Concat', 'AFF', 'AFFSingleLayer', 'IAFF', 'Glo
            'LocalLocal', 'MSGAU', 'MSSE', 'MSSA', 'MSModulatedSum', 'SE', 'GAU', 'SK',
            'HalfAFF', 'ConcatAFF', 'RecursiveAFF', 'GlobalSelect', 'LocalSelect',
            'IterativeGlobal', 'IterativeLocal', 'DepthwiseAFF', 'Depthwise4AFF', 'ReLUAFF',
-           'SharedConvAFF', 'get_fusion', 'fusion_names', 'canonical_fusion', 'PAPER_FUSIONS']
+           'SharedConvAFF', 'set_fast', 'get_fusion', 'fusion_names', 'canonical_fusion', 'PAPER_FUSIONS']
 
 
 # --------------------------------------------------------------------------------------
@@ -83,10 +83,39 @@ def _inter(channels, r):
     return inter
 
 
-def _select(F, x, y, w, scale):
-    """``scale * (w*y + (1-w)*x)`` computed as ``scale * (x + w*(y-x))``: one pass fewer."""
-    out = x + F.broadcast_mul(w, y - x)
+def _select(F, x, y, w, scale, fast=True, full=False):
+    """``scale * (w*y + (1-w)*x)``.
+
+    ``fast`` (the default): ``z = x + w*(y-x)``, then ``z + z`` for scale 2 -- three full-size
+    passes after W instead of six, element-wise (not broadcast) kernels when ``full`` (W has the
+    shape of X), and ``z + z`` instead of MXNet 1.9.1's slow CPU ``_mul_scalar`` (bit-identical
+    to ``2 * z``).  ``fast=False``: the official expression pass for pass,
+    ``scale*Y*W + scale*X*(1-W)`` -- the benchmark's baseline (:func:`set_fast`).
+    """
+    if not fast:
+        if scale != 1:
+            y, x = scale * y, scale * x
+        return F.broadcast_mul(y, w) + F.broadcast_mul(x, 1 - w)
+    out = x + (w * (y - x) if full else F.broadcast_mul(w, y - x))
+    if scale == 2:
+        return out + out
     return out * scale if scale != 1 else out
+
+
+def set_fast(block, fast=True):
+    """Switch every fusion module inside ``block`` to its fast (default) or its baseline
+    (``fast=False``: the official formulas evaluated pass for pass) forward; same parameters,
+    same function.  Hybridize (again) after switching: a cached graph keeps the old path.
+    Returns the number of fusion modules switched."""
+    n = 0
+    todo = [block]
+    while todo:
+        b = todo.pop()
+        if isinstance(b, _Fusion):
+            b.fast = bool(fast)
+            n += 1
+        todo.extend(b._children.values())
+    return n
 
 
 class _Fusion(HybridBlock):
@@ -95,9 +124,11 @@ class _Fusion(HybridBlock):
     #: paper name of the module (used by repr and the docs)
     paper_name = ''
 
-    def __init__(self, channels, **kwargs):
+    def __init__(self, channels, fast=True, **kwargs):
         super().__init__(**kwargs)
         self.channels = channels
+        #: False = evaluate the official formulas pass for pass (see :func:`set_fast`)
+        self.fast = fast
 
     def __repr__(self):
         return '%s(channels=%d%s)' % (type(self).__name__, self.channels,
@@ -188,7 +219,8 @@ class _TwoBranchSelect(_ContextSum):
 
     def hybrid_forward(self, F, x, y):
         w = self._weight(F, x + y, self.local_att, self.global_att)
-        return _select(F, x, y, w, self.scale)
+        return _select(F, x, y, w, self.scale, self.fast,
+                       full=not (self.local_pool and self.global_pool))
 
 
 class AFF(_TwoBranchSelect):
@@ -238,7 +270,7 @@ class AFFSingleLayer(_ContextSum):
 
     def hybrid_forward(self, F, x, y):
         w = self._weight(F, x + y, self.local_att, self.global_att)
-        return _select(F, x, y, w, 2)
+        return _select(F, x, y, w, 2, self.fast, full=True)
 
 
 class IAFF(_ContextSum):
@@ -263,8 +295,12 @@ class IAFF(_ContextSum):
             self.global_att2 = context(channels, inter, pool=True, **nk)
 
     def hybrid_forward(self, F, x, y):
-        d = y - x
         w1 = self._weight(F, x + y, self.local_att, self.global_att)
+        if not self.fast:  # official: xi = x*wei + residual*(1-wei), xo likewise with wei2
+            i = y * w1 + x * (1 - w1)
+            w2 = self._weight(F, i, self.local_att2, self.global_att2)
+            return y * w2 + x * (1 - w2)
+        d = y - x
         i = x + w1 * d
         w2 = self._weight(F, i, self.local_att2, self.global_att2)
         return x + w2 * d
@@ -419,7 +455,7 @@ class HalfAFF(_Fusion):
         t = x + y
         loc = self.local_att(t)
         glo = F.broadcast_like(self.global_att(t), loc)
-        return _select(F, x, y, self.post(F.concat(loc, glo, dim=1)), 2)
+        return _select(F, x, y, self.post(F.concat(loc, glo, dim=1)), 2, self.fast, full=True)
 
 
 def _post(channels, in_channels, norm_layer=None, norm_kwargs=None):
@@ -451,7 +487,7 @@ class ConcatAFF(_Fusion):
         t = x + y
         loc = self.local_att(t)
         glo = F.broadcast_like(self.global_att(t), loc)
-        return _select(F, x, y, self.post(F.concat(loc, glo, dim=1)), 2)
+        return _select(F, x, y, self.post(F.concat(loc, glo, dim=1)), 2, self.fast, full=True)
 
 
 class RecursiveAFF(_ContextSum):
@@ -480,7 +516,7 @@ class RecursiveAFF(_ContextSum):
         w2 = self._weight(F, F.broadcast_add(loc, glo), self.local_att2, self.global_att2)
         # W2*l + (1-W2)*g = g + W2*(l-g)
         w = F.sigmoid(F.broadcast_add(w2 * F.broadcast_sub(loc, glo), glo))
-        return _select(F, x, y, w, 1)
+        return _select(F, x, y, w, 1, self.fast, full=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -497,7 +533,7 @@ class _SingleAttentionSelect(_Fusion):
                                      norm_layer=norm_layer, norm_kwargs=norm_kwargs)
 
     def hybrid_forward(self, F, x, y):
-        return _select(F, x, y, self.attention(x + y), 2)
+        return _select(F, x, y, self.attention(x + y), 2, self.fast, full=not self.pool)
 
 
 class GlobalSelect(_SingleAttentionSelect):
@@ -575,7 +611,7 @@ class Depthwise4AFF(_ContextSum):
         t = x + y
         s = self.local_att1(t) + self.local_att2(t) + self.local_att3(t) + self.local_att4(t)
         w = F.sigmoid(F.broadcast_add(s, self.global_att(t)))
-        return _select(F, x, y, w, 2)
+        return _select(F, x, y, w, 2, self.fast, full=True)
 
 
 class ReLUAFF(_TwoBranchSelect):
@@ -611,7 +647,7 @@ class SharedConvAFF(_Fusion):
     def hybrid_forward(self, F, x, y):
         s = self.shared_att(x + y)
         w = self.sig(F.broadcast_add(self.local_att(s), self.global_att(s)))
-        return _select(F, x, y, w, 2)
+        return _select(F, x, y, w, 2, self.fast, full=True)
 
 
 # --------------------------------------------------------------------------------------

@@ -1,6 +1,18 @@
-"""Training and inference throughput (images/s) of a registry model on random data.
+"""Training and inference throughput (images/s) of registry models on random data; the benchmark suite.
 
 Usage: python -m utils.bench --model NAME [--batch-size B] [--input-size S] [--json FILE] [...]
+       python -m utils.bench [--models A,B,...] [--quick] [--no-data] [--json FILE]   (the suite)
+       python -m utils.bench --markdown FILE.json                                      (README table)
+
+The suite (no --model) measures, per model at its recipe's batch and input size: the BASELINE (the
+official fusion formulas evaluated pass for pass, `net.fusion.set_fast(block, False)`, plain
+`hybridize()` for training and inference) and the FAST path (the default fusion modules; training
+hybridized as the scripts do on the CPU, i.e. without static_alloc; inference through
+`optimize_for(backend='MKLDNN', static_alloc=True, static_shape=True)`, i.e. oneDNN conv+BN(+ReLU/+sum)
+folding, plus a "static" column without optimize_for), windows interleaved so that both see the same
+load; each fusion's time overhead over its plain host next to its FLOPs overhead (utils.flops, MACs);
+and data-pipeline images/s on one core (CIFAR standard augmentation, with AutoAugment; ImageNet
+RecordIO decode + augmentation from a small .rec packed into a temporary directory).
 
 Two phases, each timed as `--windows` windows of `--iters` iterations after `--warmup` untimed ones:
 
@@ -20,6 +32,7 @@ import statistics
 import time
 from datetime import datetime, timezone
 
+from net.errors import AFFError
 from utils.cli import positive_int, run_main
 from utils.models import build, check_names, output_classes
 
@@ -31,14 +44,25 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m utils.bench", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n".join(__doc__.split("\n")[4:]))
-    p.add_argument("--model", required=True, help="registry name (see `python -m utils.models --all`)")
-    p.add_argument("--batch-size", type=positive_int, default=32, help="images per iteration (default 32)")
+    p.add_argument("--model", default=None,
+                   help="one registry name: the single-model record (see `python -m utils.models --all`)")
+    p.add_argument("--models", default=None,
+                   help="suite: comma-separated registry names (default: the suite's list, see SUITE)")
+    p.add_argument("--quick", action="store_true",
+                   help="suite: tiny setting (2 small models, batch 2, 1 window each) -- for CI")
+    p.add_argument("--no-data", dest="data", action="store_false", help="suite: skip the data pipelines")
+    p.add_argument("--markdown", metavar="JSON", default=None,
+                   help="print the Markdown tables of a suite JSON record and exit")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="images per iteration (default 32 for --model; each model's recipe batch in the suite)")
     p.add_argument("--input-size", type=positive_int, default=None,
                    help="input side length (default: the model's own, 32 for cifar* and 224 otherwise)")
     p.add_argument("--classes", type=positive_int, default=None, help="classes (default: the model's own)")
-    p.add_argument("--warmup", type=positive_int, default=3, help="untimed iterations per phase (default 3)")
-    p.add_argument("--windows", type=positive_int, default=5, help="timed windows per phase (default 5)")
-    p.add_argument("--iters", type=positive_int, default=5, help="iterations per window (default 5)")
+    p.add_argument("--warmup", type=positive_int, default=None,
+                   help="untimed iterations per phase (default 3; suite 2)")
+    p.add_argument("--windows", type=positive_int, default=None, help="timed windows per phase (default 5)")
+    p.add_argument("--iters", type=positive_int, default=None,
+                   help="iterations per window (default 5; suite 2)")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the full record to FILE")
     p.add_argument("--no-hybridize", dest="hybridize", action="store_false",
                    help="run imperatively (default: hybridize with static_alloc/static_shape)")
@@ -190,9 +214,22 @@ def format_record(rec):
 
 def main(argv=None):
     args = parse_args(argv)
-    check_names([args.model])
-    rec = run(args)
-    print(format_record(rec))
+    if args.markdown:
+        from utils.bench_suite import load_record, markdown_tables
+        print(markdown_tables(load_record(args.markdown)))
+        return 0
+    if args.model is None:
+        from utils.bench_suite import run_suite
+        rec = run_suite(args)
+    else:
+        if args.models or args.quick:
+            raise AFFError("--model measures one model; --models/--quick select the suite: use one or the other")
+        check_names([args.model])
+        for key, default in (("batch_size", 32), ("warmup", 3), ("windows", 5), ("iters", 5)):
+            if getattr(args, key) is None:
+                setattr(args, key, default)
+        rec = run(args)
+        print(format_record(rec))
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w", encoding="utf-8") as f:

@@ -1,0 +1,108 @@
+"""The benchmark suite runs on a tiny setting and writes its JSON schema; the fast paths it measures compute the
+same function as the baselines (no timing is asserted anywhere)."""
+import json
+import os
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import net
+from net.fusion import AFF, IAFF, GlobalGlobal, GlobalSelect, HalfAFF, IterativeGlobal, set_fast
+from conftest import ROOT, rel_err
+
+
+def _pair(cls, channels=16):
+    a, b = cls(channels), cls(channels)
+    a.initialize()
+    b.initialize()
+    x = mx.nd.random.normal(shape=(2, channels, 6, 6))
+    y = mx.nd.random.normal(shape=(2, channels, 6, 6))
+    a(x, y)
+    b(x, y)
+    for p, q in zip(a.collect_params().values(), b.collect_params().values()):
+        q.set_data(p.data())
+    return a, b, x, y
+
+
+@pytest.mark.parametrize('cls', [AFF, IAFF, GlobalGlobal, GlobalSelect, HalfAFF, IterativeGlobal])
+def test_baseline_and_fast_fusions_agree(cls, seeded):
+    fast, base, x, y = _pair(cls)
+    assert set_fast(base, False) == 1 and base.fast is False and fast.fast is True
+    for block in (fast, base):
+        block.hybridize()
+    want = base(x, y).asnumpy()
+    assert rel_err(fast(x, y).asnumpy(), want) < 2e-6
+    with mx.autograd.record():
+        t_base = base(x, y)
+    with mx.autograd.record():
+        t_fast = fast(x, y)
+    assert rel_err(t_fast.asnumpy(), t_base.asnumpy()) < 2e-6
+
+
+def test_set_fast_reaches_every_fusion_of_a_network():
+    model = net.get_model('cifar_iaff_resnet20_b1', classes=10)
+    assert set_fast(model, False) == 3  # one fusion per block, three blocks
+    assert set_fast(model, True) == 3
+
+
+def test_onednn_inference_matches_the_unfused_network(seeded):
+    from utils.models import build
+    base, _, _ = build('cifar_aff_resnet20_b1', classes=10)
+    base.hybridize()
+    fused, _, _ = build('cifar_aff_resnet20_b1', classes=10)
+    for p, q in zip(base.collect_params().values(), fused.collect_params().values()):
+        q.set_data(p.data())
+    x = mx.nd.random.uniform(shape=(3, 3, 32, 32))
+    fused.optimize_for(x, backend='MKLDNN', static_alloc=True, static_shape=True)
+    assert rel_err(fused(x).asnumpy(), base(x).asnumpy()) <= 2e-5
+
+
+def _bench(args, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, '-m', 'utils.bench'] + args, cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_quick_suite_writes_the_schema_and_the_markdown_tables(tmp_path):
+    out = tmp_path / 'suite.json'
+    res = _bench(['--quick', '--json', str(out)], tmp_path)
+    assert res.returncode == 0, res.stderr
+    rec = json.loads(out.read_text())
+    assert (rec['schema'], rec['kind'], rec['quick']) == (1, 'suite', True)
+    assert rec['threads'] == '1' and rec['mxnet_version'] == mx.__version__ and isinstance(rec['mkldnn'], bool)
+    assert rec['machine']['cpu_model'] and rec['machine']['usable_cores'] >= 1
+    assert isinstance(rec['mxnet_features'], list) and 'MKLDNN' in rec['mxnet_features']
+    assert [m['model'] for m in rec['models']] == ['cifar_add_resnet20_b1', 'cifar_aff_resnet20_b1']
+    for m in rec['models']:
+        assert (m['batch_size'], m['input_size']) == (2, 32)
+        assert set(m['train']) == {'baseline', 'fast', 'speedup'}
+        assert set(m['inference']) == {'baseline', 'fast_hybrid', 'static', 'fast', 'speedup'}
+        for phase in ('train', 'inference'):
+            for k, v in m[phase].items():
+                if k != 'speedup':
+                    assert len(v['window_seconds']) == rec['windows'] and v['images_per_s'] > 0
+        assert max(m['inference_rel_err_vs_baseline'].values()) <= 2e-5
+    (ov,) = rec['fusion_overhead']
+    assert (ov['model'], ov['host']) == ('cifar_aff_resnet20_b1', 'cifar_add_resnet20_b1')
+    assert 0 < ov['flops']['macs'] < 0.2
+    assert set(ov['train']) == {'baseline', 'fast', 'ratio_to_flops'}
+    for key in ('cifar_standard', 'cifar_autoaugment', 'imagenet_recordio'):
+        assert rec['data'][key]['images_per_s'] > 0
+    md = _bench(['--markdown', str(out)], tmp_path)
+    assert md.returncode == 0, md.stderr
+    assert md.stdout.count('| cifar_aff_resnet20_b1 |') == 2 and '| imagenet_recordio |' in md.stdout
+
+
+def test_markdown_of_a_non_suite_file_is_one_error_line(tmp_path):
+    bad = tmp_path / 'x.json'
+    bad.write_text('{"model": "m"}')
+    res = _bench(['--markdown', str(bad)], tmp_path)
+    assert res.returncode == 2 and res.stderr.startswith('error: ') and res.stderr.count('\n') == 1
+
+
+def test_model_and_suite_flags_conflict_is_one_error_line(tmp_path):
+    res = _bench(['--model', 'cifar_add_resnet20_b1', '--quick'], tmp_path)
+    assert res.returncode == 2 and res.stderr.startswith('error: ') and res.stderr.count('\n') == 1
