@@ -179,12 +179,20 @@ def run(args):
         _outputs(block(x))
     infer_times = timed_windows(infer, args.warmup, args.windows, args.iters)
 
-    features = mx.runtime.Features()
-    return {
+    rec = {
         "model": args.model, "classes": classes, "batch_size": args.batch_size, "input_size": size,
         "hybridize": args.hybridize, "warmup": args.warmup, "windows": args.windows, "iters": args.iters,
         "train": summarise(train_times, args.batch_size, args.iters),
         "inference": summarise(infer_times, args.batch_size, args.iters),
+    }
+    rec.update(environment(load_start))
+    return rec
+
+
+def environment(load_start):
+    """Threads, MXNet build, machine, load and date: recorded with every measurement."""
+    features = mx.runtime.Features()
+    return {
         "threads": os.environ.get("OMP_NUM_THREADS"),
         "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(("OMP_", "KMP_", "MXNET_"))},
         "mxnet_version": mx.__version__,

@@ -12,14 +12,13 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 
 import numpy as np
 
 import net
 from net.errors import AFFError
 from net.fusion import set_fast
-from utils.bench import (_outputs, load_average, machine, timed_windows, train_step_fn)
+from utils.bench import _outputs, environment, load_average, timed_windows, train_step_fn
 from utils.models import build, check_names, output_classes
 
 import mxnet as mx  # after net, which sets the thread count
@@ -242,21 +241,13 @@ def run_suite(args):
                               for v in ("baseline", "fast")}
                 row[phase]["ratio_to_flops"] = row[phase]["fast"] / row["flops"]["macs"]
             overheads.append(row)
-    features = mx.runtime.Features()
     rec = {
         "schema": SCHEMA, "kind": "suite", "quick": bool(args.quick),
         "warmup": warmup, "windows": windows, "iters": iters,
         "models": models, "fusion_overhead": overheads,
         "data": measure_data(args.quick, windows) if args.data else None,
-        "threads": os.environ.get("OMP_NUM_THREADS"),
-        "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(("OMP_", "KMP_", "MXNET_"))},
-        "mxnet_version": mx.__version__,
-        "mkldnn": features.is_enabled("MKLDNN"),
-        "mxnet_features": sorted(name for name, f in features.items() if f.enabled),
-        "machine": machine(),
-        "load_average_1min": {"start": load_start, "end": load_average()},
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    rec.update(environment(load_start))
     print(markdown_tables(rec))
     return rec
 
