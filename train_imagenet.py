@@ -219,14 +219,14 @@ def main(argv=None):
         raise AFFError('--dtype must be float32 or float16, got %r' % dtype)
     if dtype == 'float16':
         if num_gpus == 0:
-            if sources['dtype'] == 'default':
-                dtype = 'float32'
-                notes.append('float16 needs a GPU (MXNet has no fp16 convolution on the CPU): '
-                             'the default --dtype float16 is replaced by float32')
-            else:
+            if sources['dtype'] == 'flag':
                 raise AFFError('--dtype float16 needs a GPU: MXNet has no float16 convolution on '
                                'the CPU; use --dtype float32')
-        os.environ.setdefault('MXNET_SAFE_ACCUMULATION', '1')
+            dtype = 'float32'
+            notes.append('float16 needs a GPU (MXNet has no fp16 convolution on the CPU): the %s '
+                         '--dtype float16 is replaced by float32' % sources['dtype'])
+        else:
+            os.environ.setdefault('MXNET_SAFE_ACCUMULATION', '1')
 
     kv = mx.kv.create(args.kv_store)
     rank, workers_dist = kv.rank, kv.num_workers

@@ -254,3 +254,15 @@ def _assert_gone(pid_file):
             return
         time.sleep(0.1)
     raise AssertionError('processes left running: %s' % alive)
+
+
+def test_released_recipe_runs_on_the_cpu_in_float32(tiny, tmp_path):
+    """The recipe's float16 (not the user's flag) becomes float32 on the CPU, with a log line;
+    the same value given as a flag is an error (test_bad_inputs)."""
+    argv = _argv(tiny, tmp_path, '--recipe', 'released', model='cifar_aff_resnet20_b1')
+    assert train_imagenet.main(argv) == 0
+    text = (tmp_path / 'train.log').read_text()
+    seg = parse_log(str(tmp_path / 'train.log'))[-1]
+    assert seg.config['recipe'] == 'released' and seg.config['dtype'] == 'float16'
+    assert '--dtype float16 is replaced by float32' in text    # the HEAD default = the recipe's
+    assert len(seg.epochs) == 1
