@@ -109,8 +109,8 @@ def make_trainer(net, lr_scheduler, lr, wd, momentum, no_wd=False, optimizer='na
     kv_type = getattr(kvstore, 'type', kvstore) or ''
     # dist_*: update on the parameter servers (MXNet's default).  The alternative, all-reduced
     # gradients applied by each worker (update_on_kvstore=False), races with the hybridized
-    # backward pass on MXNet 1.9.1: measured, the workers' weights drifted apart (up to 1.06 in
-    # 1 run of 5); on the servers, 2 workers equal one process bit for bit.
+    # backward pass on MXNet 1.9.1: measured, the workers' weights drifted apart (1e-6 to 1.06, in
+    # 4 of about 10 runs); on the servers, 2 workers equal one process bit for bit.
     trainer = mx.gluon.Trainer(params, optimizer, opts, kvstore=kvstore,
                                update_on_kvstore=True if 'dist' in kv_type else None)
     # the servers receive the optimizer pickled without its param_dict, i.e. without the
