@@ -28,7 +28,7 @@ import net  # noqa: E402
 from net.errors import AFFError  # noqa: E402
 from net.model_store import load_params  # noqa: E402
 from utils import train as T  # noqa: E402
-from utils.checkpoint import atomic_write, save_params_atomic, save_states_atomic  # noqa: E402
+from utils.checkpoint import Checkpoints as CheckpointSet, save_params_atomic  # noqa: E402
 from utils.logs import EpochCSV, EpochLogger, plot_history  # noqa: E402
 from utils.recipes import CIFAR_RECIPES, resolve  # noqa: E402
 
@@ -196,31 +196,12 @@ def validate(args):
 
 
 # --------------------------------------------------------------------------- checkpoints
-class Checkpoints:
-    """Best (official name), last and periodic checkpoints; all written atomically."""
-
-    def __init__(self, save_dir, name):
-        self.dir, self.name = save_dir, name
-
-    def _stem(self, tag):
-        return os.path.join(self.dir, '%s-%s' % (self.name, tag))
-
-    def save(self, tag, model, trainer, meta):
-        stem = self._stem(tag)
-        save_params_atomic(model, stem + '.params')
-        save_states_atomic(trainer, stem + '.states')
-        # the json is written last: a checkpoint without it is incomplete and not resumable
-        atomic_write(lambda tmp: _write_json(tmp, meta), stem + '.json')
-        return stem
+class Checkpoints(CheckpointSet):
+    """Last and periodic checkpoints, plus the best one under its official name."""
 
     def best(self, model, acc):
         return save_params_atomic(model, os.path.join(self.dir, '%.4f-%s-best.params'
                                                       % (acc, self.name)))
-
-
-def _write_json(path, obj):
-    with open(path, 'w') as f:
-        json.dump(obj, f, indent=1)
 
 
 def resume_meta(path):
@@ -375,12 +356,7 @@ def _train(args, model, trainer, ckpt, log, csv, train_data, test_data, ctx, cla
                 # prunes for the parameter-free input BN unless the input needs a gradient:
                 # without this the input BN's statistics would stay 0/1 (see README)
                 x.attach_grad()
-            with mx.autograd.record():
-                outs = [model(x) for x in xs]
-                losses = [loss_fn(o, t) for o, t in zip(outs, targets)]
-            for l in losses:
-                l.backward()
-            trainer.step(total_batch)
+            outs, losses = T.train_step(model, loss_fn, trainer, xs, targets, total_batch)
             loss_sum += sum(l.sum().asscalar() for l in losses)
             seen += total_batch
             if args.mixup:

@@ -341,12 +341,7 @@ def _train(args, model, trainer, train_data, val_data, ctx, dtype, iters, total_
                 xs, targets = [p[0] for p in pairs], [p[1] for p in pairs]
             xs = [x.astype(dtype, copy=False) for x in xs]
             targets = [t.astype(dtype, copy=False) for t in targets]
-            with mx.autograd.record():
-                outs = [model(x) for x in xs]
-                losses = [loss_fn(o, t) for o, t in zip(outs, targets)]
-            for loss in losses:
-                loss.backward()
-            trainer.step(total_batch)
+            outs, _ = T.train_step(model, loss_fn, trainer, xs, targets, total_batch)
             outs32 = [o.astype('float32', copy=False) for o in outs]
             if args.mixup:
                 metric.update([t.astype('float32', copy=False) for t in targets],

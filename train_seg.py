@@ -32,6 +32,7 @@ import net  # noqa: E402
 from net.errors import AFFError  # noqa: E402
 from net.fpn import ResNetFPN, check_crop  # noqa: E402
 from net.model_store import load_params  # noqa: E402
+from utils.checkpoint import Checkpoints  # noqa: E402
 from utils import seg as S  # noqa: E402
 from utils import train as T  # noqa: E402
 from utils.logs import EpochCSV, EpochLogger, plot_history  # noqa: E402
@@ -227,7 +228,7 @@ def main(argv=None):
             log.info(note)
         log.info('%d training images, %d validation images, %d iterations per epoch of %d'
                  % (len(train_set), len(val_set), iters, batch))
-        ckpt = S.SegCheckpoints(args.save_dir, name)
+        ckpt = Checkpoints(args.save_dir, name)   # -last every epoch, -best on a new best mIoU
         best_miou = _train(args, model, trainer, ckpt, log, csv, train_data, val_data, ctx, iters,
                            batch, start_epoch, best_miou, name, config)
         log.info('best mIoU=%.4f' % best_miou)
@@ -256,12 +257,8 @@ def _train(args, model, trainer, ckpt, log, csv, train_data, val_data, ctx, iter
                 # keeps the backward pass of the parameter-free input BN, which updates its
                 # moving statistics (see train_cifar.py)
                 v.attach_grad()
-            with mx.autograd.record():
-                outs = [model(v) for v in xs]
-                losses = [loss_fn(o, t.astype('float32')) for o, t in zip(outs, ys)]
-            for l in losses:
-                l.backward()
-            trainer.step(batch)
+            outs, losses = T.train_step(model, loss_fn, trainer, xs,
+                                        [t.astype('float32') for t in ys], batch)
             loss_sum += sum(l.sum().asscalar() for l in losses)
             seen += batch
             metric.update(ys, outs)

@@ -89,6 +89,17 @@ def _cat(F, x, r):
 
 
 # ----------------------------------------------------------------------------- CIFAR ResNet
+def _projection(in_channels, out_channels, stride, norm_layer, norm_kwargs):
+    """The shortcut projection [Conv1x1(stride), BN] when the shape changes, else None (call it
+    inside the block's name scope: its parameters are named ``down_*``)."""
+    if stride == 1 and in_channels == out_channels:
+        return None
+    down = nn.HybridSequential(prefix='down_')
+    down.add(nn.Conv2D(out_channels, 1, stride, use_bias=False, in_channels=in_channels),
+             _norm(out_channels, norm_layer, norm_kwargs))
+    return down
+
+
 class _BasicBlock(HybridBlock):
     """Post-activation basic block (AFINet Eq. 3), or its AFI form (Eq. 4) when ``afi``.
 
@@ -106,13 +117,7 @@ class _BasicBlock(HybridBlock):
             self.afi = AFI(channels // 2, r, prefix='afi_') if afi else None
             self.conv2 = nn.Conv2D(channels, 3, 1, 1, use_bias=False, in_channels=channels)
             self.bn2 = _norm(channels, norm_layer, norm_kwargs)
-            if stride != 1 or in_channels != channels:
-                self.downsample = nn.HybridSequential(prefix='down_')
-                self.downsample.add(nn.Conv2D(channels, 1, stride, use_bias=False,
-                                              in_channels=in_channels),
-                                    _norm(channels, norm_layer, norm_kwargs))
-            else:
-                self.downsample = None
+            self.downsample = _projection(in_channels, channels, stride, norm_layer, norm_kwargs)
 
     def hybrid_forward(self, F, x, *previous):
         h = F.relu(self.bn1(self.conv1(x)))
@@ -214,13 +219,8 @@ class _Bottleneck(HybridBlock):
             self.conv3 = nn.Conv2D(out_channels, 1, use_bias=False, in_channels=width)
             extra = dict(gamma_initializer='zeros') if last_gamma else {}
             self.bn3 = _norm(out_channels, norm_layer, norm_kwargs, **extra)
-            if stride != 1 or in_channels != out_channels:
-                self.downsample = nn.HybridSequential(prefix='down_')
-                self.downsample.add(nn.Conv2D(out_channels, 1, stride, use_bias=False,
-                                              in_channels=in_channels),
-                                    _norm(out_channels, norm_layer, norm_kwargs))
-            else:
-                self.downsample = None
+            self.downsample = _projection(in_channels, out_channels, stride, norm_layer,
+                                          norm_kwargs)
 
     def hybrid_forward(self, F, x, *previous):
         h = F.relu(self.bn1(self.conv1(x)))

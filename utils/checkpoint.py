@@ -8,10 +8,11 @@ system).  On any error the temporary file is removed and the previous file stays
 >>> save_params_atomic(net, 'params/0.8357-cifar100-...-best.params')
 >>> save_states_atomic(trainer, 'params/0.8357-cifar100-...-best.states')
 """
+import json
 import os
 import uuid
 
-__all__ = ['atomic_write', 'save_params_atomic', 'save_states_atomic']
+__all__ = ['atomic_write', 'save_params_atomic', 'save_states_atomic', 'Checkpoints']
 
 
 def _fsync_path(path, directory=False):
@@ -64,3 +65,28 @@ def save_params_atomic(net, path):
 def save_states_atomic(trainer, path):
     """``trainer.save_states(path)`` (optimizer state), atomically."""
     return atomic_write(trainer.save_states, path)
+
+
+def _write_json(path, obj):
+    with open(path, 'w') as f:
+        json.dump(obj, f, indent=1)
+
+
+class Checkpoints:
+    """``<save_dir>/<name>-<tag>.{params,states,json}`` checkpoints, every file atomic."""
+
+    def __init__(self, save_dir, name):
+        self.dir, self.name = save_dir, name
+
+    def stem(self, tag):
+        return os.path.join(self.dir, '%s-%s' % (self.name, tag))
+
+    def save(self, tag, model, trainer, meta):
+        """Weights, optimizer states (unless ``trainer`` is None) and ``meta`` as json -- the json
+        last: a checkpoint without it is incomplete and not resumable.  Returns the stem."""
+        stem = self.stem(tag)
+        save_params_atomic(model, stem + '.params')
+        if trainer is not None:
+            save_states_atomic(trainer, stem + '.states')
+        atomic_write(lambda tmp: _write_json(tmp, meta), stem + '.json')
+        return stem

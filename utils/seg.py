@@ -9,9 +9,9 @@ from gluoncv.utils.metrics import SegmentationMetric
 
 from net.errors import AFFError
 from utils import train as T
-from utils.checkpoint import atomic_write, save_params_atomic, save_states_atomic
+from utils.checkpoint import atomic_write
 
-__all__ = ['evaluate', 'SegCheckpoints', 'read_checkpoint', 'save_overlays']
+__all__ = ['evaluate', 'read_checkpoint', 'pick_samples', 'save_overlays']
 
 
 def evaluate(model, loader, ctx, nclass=2):
@@ -23,30 +23,6 @@ def evaluate(model, loader, ctx, nclass=2):
         metric.update(ys, [model(v) for v in xs])
     pix_acc, miou = metric.get()
     return float(pix_acc), float(miou)
-
-
-class SegCheckpoints:
-    """``<stem>-last.{params,states,json}`` every epoch (json written last: a checkpoint without it
-    is incomplete) and ``<stem>-best.{params,json}`` on a new best mIoU; all atomic."""
-
-    def __init__(self, save_dir, name):
-        self.dir, self.name = save_dir, name
-
-    def path(self, tag):
-        return os.path.join(self.dir, '%s-%s' % (self.name, tag))
-
-    def save(self, tag, model, trainer, meta):
-        stem = self.path(tag)
-        save_params_atomic(model, stem + '.params')
-        if trainer is not None:
-            save_states_atomic(trainer, stem + '.states')
-        atomic_write(lambda tmp: _write_json(tmp, meta), stem + '.json')
-        return stem
-
-
-def _write_json(path, obj):
-    with open(path, 'w') as f:
-        json.dump(obj, f, indent=1)
 
 
 def read_checkpoint(path):

@@ -20,7 +20,7 @@ from net.errors import AFFError
 __all__ = ['lr_schedule', 'mixup', 'smooth_one_hot', 'make_trainer', 'states_savable',
            'lr_after', 'start_schedule_at', 'contexts', 'script_contexts', 'capped_workers',
            'hybridize_for_training', 'progress',
-           'initializer', 'no_wd_names', 'split', 'seed_everything', 'load_trainer_states']
+           'initializer', 'no_wd_names', 'split', 'train_step', 'seed_everything', 'load_trainer_states']
 
 
 # ----------------------------------------------------------------------------- learning rate
@@ -75,6 +75,18 @@ def mixup(data, targets, lam):
     if lam >= 1:
         return data, targets
     return (lam * data + (1 - lam) * data[::-1], lam * targets + (1 - lam) * targets[::-1])
+
+
+def train_step(model, loss_fn, trainer, xs, targets, batch_size):
+    """Forward and loss on every device shard under ``autograd.record()``, backward, then
+    ``trainer.step(batch_size)``; returns ``(outputs, losses)``, one per shard."""
+    with mx.autograd.record():
+        outs = [model(x) for x in xs]
+        losses = [loss_fn(o, t) for o, t in zip(outs, targets)]
+    for loss in losses:
+        loss.backward()
+    trainer.step(batch_size)
+    return outs, losses
 
 
 def split(batch, ctx_list):
