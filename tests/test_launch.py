@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
+from launched import assert_all_gone, kill_leftovers, read_pids
 from net.errors import AFFError
 from utils import launch
 from utils.cli import run_main
@@ -24,62 +25,6 @@ STEPS, BATCH = 5, 8
 
 
 # ----------------------------------------------------------------------------- helpers
-def _stat(pid):
-    """(state, pgrp) of a process, None when it does not exist.  A zombie counts as gone: it
-    has terminated and only waits to be reaped by its (new) parent."""
-    try:
-        with open('/proc/%d/stat' % pid) as f:
-            fields = f.read().rsplit(')', 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return None
-    return None if fields[0] in ('Z', 'X') else (fields[0], int(fields[2]))
-
-
-def _group_members(pgid):
-    members = []
-    for entry in os.listdir('/proc'):
-        if entry.isdigit():
-            st = _stat(int(entry))
-            if st is not None and st[1] == pgid:
-                members.append(int(entry))
-    return members
-
-
-def _read_pids(path):
-    with open(path) as f:
-        rows = [line.split() for line in f if line.strip()]
-    return [(role, index, int(pid)) for role, index, pid, _host in rows]
-
-
-def _assert_all_gone(pid_file, expected=None):
-    """No process and no process-group member started by the launcher is left (zombies waiting
-    for init to reap them are given a moment)."""
-    rows = _read_pids(pid_file)
-    if expected is not None:
-        assert sorted(r for r, _, _ in rows) == sorted(expected)
-    end = time.monotonic() + 3
-    while True:
-        left = {pid: _group_members(pid) for _, _, pid in rows}
-        left = {pid: members for pid, members in left.items() if members or _stat(pid)}
-        if not left or time.monotonic() > end:
-            break
-        time.sleep(0.1)
-    assert not left, 'processes left running (group id: members): %s' % left
-
-
-def _kill_leftovers(pid_file):
-    """Last resort after a failed test: SIGKILL the groups the launcher reported."""
-    if not os.path.exists(pid_file):
-        return
-    for _, _, pid in _read_pids(pid_file):
-        st = _stat(pid)
-        if st is not None and st[1] == pid:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
-
-
 def _launch(args, timeout, **kw):
     return subprocess.run(LAUNCH + args, cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, **kw)
@@ -124,11 +69,11 @@ def test_dist_sync_two_workers_match_single_process(tmp_path):
             if p.poll() is None:
                 p.kill()
                 p.communicate()
-        _kill_leftovers(pid_file)
+        kill_leftovers(pid_file)
     assert run.returncode == 0, run.stdout + run.stderr
     for name, p in procs.items():
         assert p.returncode == 0, outs[name]
-    _assert_all_gone(pid_file, ['scheduler', 'server', 'worker', 'worker'])
+    assert_all_gone(pid_file, ['scheduler', 'server', 'worker', 'worker'])
     # every line of every process is forwarded with its prefix
     assert '[worker 0] rank ' in run.stdout and '[worker 1] rank ' in run.stdout, run.stdout
     assert '[launch] started scheduler: pid' in run.stderr
@@ -175,10 +120,10 @@ def test_failing_worker_status_and_nothing_left(tmp_path):
         run = _launch(['-n', '2', '-s', '1', '--timeout', '30', '--grace', '3',
                        '--pid-file', pid_file, '--', 'sh', '-c', script], timeout=60)
     finally:
-        _kill_leftovers(pid_file)
+        kill_leftovers(pid_file)
     assert run.returncode == 3, run.stderr
     assert 'worker 0 (pid' in run.stderr and 'exited with status 3' in run.stderr
-    _assert_all_gone(pid_file, ['scheduler', 'server', 'worker', 'worker'])
+    assert_all_gone(pid_file, ['scheduler', 'server', 'worker', 'worker'])
 
 
 @pytest.mark.slow
@@ -192,12 +137,12 @@ def test_timeout_stops_even_processes_ignoring_sigterm(tmp_path):
         run = _launch(['-n', '2', '-s', '1', '--timeout', '5', '--grace', '1',
                        '--pid-file', pid_file, '--', 'sh', '-c', script], timeout=60)
     finally:
-        _kill_leftovers(pid_file)
+        kill_leftovers(pid_file)
     elapsed = time.monotonic() - t0
     assert run.returncode == launch.EXIT_TIMEOUT, run.stderr
     assert 'timeout' in run.stderr and 'SIGKILL to worker 1' in run.stderr, run.stderr
     assert elapsed < 5 + 1 + 15, elapsed  # timeout + grace + interpreter start-up, not 1000 s
-    _assert_all_gone(pid_file, ['scheduler', 'server', 'worker', 'worker'])
+    assert_all_gone(pid_file, ['scheduler', 'server', 'worker', 'worker'])
 
 
 @pytest.mark.parametrize('signum, status', [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
@@ -213,7 +158,7 @@ def test_signal_stops_everything(tmp_path, signum, status):
     try:
         end = time.monotonic() + 30
         while time.monotonic() < end and proc.poll() is None:
-            if os.path.exists(pid_file) and len(_read_pids(pid_file)) == 4:
+            if os.path.exists(pid_file) and len(read_pids(pid_file)) == 4:
                 break
             time.sleep(0.1)
         assert proc.poll() is None, proc.communicate()
@@ -223,10 +168,10 @@ def test_signal_stops_everything(tmp_path, signum, status):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-        _kill_leftovers(pid_file)
+        kill_leftovers(pid_file)
     assert proc.returncode == status, err
     assert 'received %s' % signal.Signals(signum).name in err
-    _assert_all_gone(pid_file, ['scheduler', 'server', 'worker', 'worker'])
+    assert_all_gone(pid_file, ['scheduler', 'server', 'worker', 'worker'])
 
 
 def test_start_failure_stops_what_was_started(tmp_path):
@@ -237,11 +182,11 @@ def test_start_failure_stops_what_was_started(tmp_path):
         run = _launch(['-n', '1', '--timeout', '30', '--grace', '2', '--pid-file', pid_file, '--',
                        str(tmp_path / 'no-such-program')], timeout=60)
     finally:
-        _kill_leftovers(pid_file)
+        kill_leftovers(pid_file)
     assert run.returncode == 2
     errors = [line for line in run.stderr.splitlines() if line.startswith('error:')]
     assert len(errors) == 1 and 'cannot start the worker 0' in errors[0], run.stderr
-    _assert_all_gone(pid_file, ['scheduler', 'server'])
+    assert_all_gone(pid_file, ['scheduler', 'server'])
 
 
 # ----------------------------------------------------------------------------- plan
@@ -397,10 +342,10 @@ def test_servers_run_an_optimizer_with_a_gluoncv_schedule(tmp_path):
         run = _launch(['-n', '2', '-s', '1', '--timeout', '60', '--pid-file', pid_file, '--',
                        sys.executable, str(script)], timeout=90)
     finally:
-        _kill_leftovers(pid_file)
+        kill_leftovers(pid_file)
     assert run.returncode == 0, run.stderr[-3000:]
     for w in (0, 1):
         assert '[worker %d] weights 0 [-1.0, -3.0]' % w in run.stdout, run.stdout
         assert '[worker %d] weights 1 [-3.0, -7.0]' % w in run.stdout, run.stdout
     assert 'Exception ignored' not in run.stderr
-    _assert_all_gone(pid_file, ['scheduler', 'server', 'worker', 'worker'])
+    assert_all_gone(pid_file, ['scheduler', 'server', 'worker', 'worker'])

@@ -10,6 +10,7 @@ import pytest
 
 import train_imagenet
 from conftest import ROOT
+from launched import assert_all_gone, kill_leftovers
 from utils.data import imagenet as I
 from utils.logs import parse_log
 
@@ -195,10 +196,10 @@ def test_dist_sync_two_workers_equal_one_process_on_two_contexts(tmp_path):
         if ref.poll() is None:
             ref.kill()
             ref.communicate()
-        _kill_launched(pid_file)
+        kill_leftovers(pid_file)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert ref.returncode == 0, ref_out[-3000:]
-    _assert_gone(pid_file)
+    assert_all_gone(pid_file, ['scheduler', 'server', 'worker', 'worker'])
 
     d0, d1 = (np.load(str(dist / ('device%d.npz' % g))) for g in (0, 1))
     r0, r1 = (np.load(str(one / ('device%d.npz' % g))) for g in (0, 1))
@@ -227,33 +228,6 @@ def test_dist_sync_two_workers_equal_one_process_on_two_contexts(tmp_path):
     assert len(lrs) == 6 and lrs == _batch_lrs(str(one / 'log'), 0) + _batch_lrs(str(one / 'log'), 1)
     assert len(set(lrs)) == 6                   # warmup then cosine: it is not stuck
     assert run.stdout.count('validation: err-top1=') == 2        # worker 0's two epochs only
-
-
-def _kill_launched(pid_file):
-    if not os.path.exists(pid_file):
-        return
-    with open(pid_file) as f:
-        for line in f:
-            pid = int(line.split()[2])
-            try:
-                os.killpg(pid, 9)
-            except OSError:
-                pass
-
-
-def _assert_gone(pid_file):
-    import time
-    with open(pid_file) as f:
-        pids = [int(line.split()[2]) for line in f if line.strip()]
-    assert len(pids) == 4
-    end = time.monotonic() + 3
-    while time.monotonic() < end:
-        alive = [p for p in pids if os.path.exists('/proc/%d' % p)
-                 and open('/proc/%d/stat' % p).read().rsplit(')', 1)[1].split()[0] not in 'ZX']
-        if not alive:
-            return
-        time.sleep(0.1)
-    raise AssertionError('processes left running: %s' % alive)
 
 
 def test_released_recipe_runs_on_the_cpu_in_float32(tiny, tmp_path):
