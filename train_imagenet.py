@@ -256,7 +256,9 @@ def main(argv=None):
         if dtype != 'float32':
             model.cast(dtype)
         if args.mode == 'hybrid':
-            model.hybridize(static_alloc=True, static_shape=True)
+            example = mx.nd.zeros((args.batch_size, 3, args.input_size, args.input_size),
+                                  ctx=ctx[0], dtype=dtype)
+            print(T.hybridize_for_inference(model, example))
         err1, err5, seen = evaluate(model, val_data, ctx, dtype)
         print('[Eval] %s: err-top1=%f err-top5=%f (%d validation images, each counted once)'
               % (args.model, err1, err5, seen))

@@ -196,6 +196,9 @@ def main(argv=None):
     val_png = os.path.join(args.logging_dir, '%s_predictions.png' % name)
     vis = S.pick_samples(val_set, args.vis_samples)
     if args.eval:
+        if args.mode == 'hybrid':
+            print(T.hybridize_for_inference(model, mx.nd.zeros(
+                (args.test_batch_size or args.batch_size, 3, args.crop_size, args.crop_size), ctx=ctx[0])))
         pix_acc, miou = S.evaluate(model, val_data, ctx)
         print('%s on %d %s validation images: pixAcc=%f mIoU=%f'
               % (args.resume, len(val_set), args.dataset, pix_acc, miou))

@@ -43,6 +43,7 @@ from mxnet.gluon.block import HybridBlock
 
 from .blocks import _norm
 from .errors import AFFError
+from .layers import GlobalAvgPool
 
 __all__ = ['AFI', 'AFICIFARResNet', 'AFIBottleneckNet', 'register']
 
@@ -190,7 +191,7 @@ class AFICIFARResNet(HybridBlock):
                 # X^(1) = the first C/2 channels of block 1's (full-width) first-conv activation
                 first_x = width // 2 if on else 0
                 self.features.add(_Stage(stage, first_x, prefix='stage%d_' % s))
-            self.features.add(nn.GlobalAvgPool2D())
+            self.features.add(GlobalAvgPool())
             self.output = nn.Dense(classes, in_units=in_channels)
 
     def hybrid_forward(self, F, x):
@@ -269,7 +270,7 @@ class AFIBottleneckNet(HybridBlock):
                                               prefix='stage%d_block%d_' % (s, i + 1), **nk))
                     in_channels = expansion * width
                 f.add(_Stage(blocks, 0, prefix='stage%d_' % s))
-            f.add(nn.GlobalAvgPool2D())
+            f.add(GlobalAvgPool())
             self.output = nn.Dense(classes, in_units=in_channels)
 
     def hybrid_forward(self, F, x):

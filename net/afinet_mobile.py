@@ -42,6 +42,7 @@ from mxnet.gluon.block import HybridBlock
 from .afinet import AFI, _Stage, _cat
 from .blocks import _norm
 from .errors import AFFError
+from .layers import GlobalAvgPool
 
 __all__ = ['AFIMobileNetV2', 'MOBILENETV2_GROUPS', 'register']
 
@@ -159,7 +160,7 @@ class AFIMobileNetV2(HybridBlock):
                     in_channels = out_channels
                 f.add(_Stage(blocks, 0, prefix='stage%d_' % g))
             f.add(nn.Conv2D(last, 1, use_bias=False, in_channels=in_channels), _norm(last, **nk),
-                  nn.Activation('relu') if kl else _ReLU6(), nn.GlobalAvgPool2D())
+                  nn.Activation('relu') if kl else _ReLU6(), GlobalAvgPool())
             self.output = nn.HybridSequential(prefix='')
             if dropout:
                 self.output.add(nn.Dropout(dropout))

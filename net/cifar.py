@@ -13,6 +13,7 @@ from mxnet.gluon.block import HybridBlock
 
 from .blocks import PreActBasicBlock, ResNeXtBlock, conv3x3, stage_fusion, _norm
 from .errors import AFFError
+from .layers import GlobalAvgPool
 
 __all__ = ['CIFARPreActResNet', 'CIFARResNeXt']
 
@@ -71,7 +72,7 @@ class CIFARPreActResNet(HybridBlock):
                             conv=conv, **nk))
                         in_channels = width
                 f.add(stage)
-            f.add(_norm(in_channels, **nk), nn.Activation('relu'), nn.GlobalAvgPool2D(),
+            f.add(_norm(in_channels, **nk), nn.Activation('relu'), GlobalAvgPool(),
                   nn.Flatten())
             self.output = nn.Dense(classes, in_units=in_channels)
 
@@ -121,7 +122,7 @@ class CIFARResNeXt(HybridBlock):
                             use_se=use_se, r=r, **nk))
                         in_channels = width * 4
                 f.add(stage)
-            f.add(nn.GlobalAvgPool2D())
+            f.add(GlobalAvgPool())
             self.output = nn.Dense(classes, in_units=in_channels)
 
     def hybrid_forward(self, F, x):

@@ -32,6 +32,7 @@ from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
 from .errors import AFFError, UnknownNameError
+from .layers import GlobalAvgPool, blocks, sigmoid
 
 __all__ = ['MSCAM', 'DirectAdd', 'Concat', 'AFF', 'AFFSingleLayer', 'IAFF', 'GlobalGlobal',
            'LocalLocal', 'MSGAU', 'MSSE', 'MSSA', 'MSModulatedSum', 'SE', 'GAU', 'SK',
@@ -60,7 +61,7 @@ def context(channels, inter=None, pool=False, half=False, tail=None, groups=1,
     seq = nn.HybridSequential(prefix='')
     with seq.name_scope():
         if pool:
-            seq.add(nn.GlobalAvgPool2D())
+            seq.add(GlobalAvgPool())
         width = channels if inter is None else inter
         seq.add(nn.Conv2D(width, kernel_size=1, in_channels=channels, groups=groups),
                 _bn(width, norm_layer, norm_kwargs))
@@ -103,18 +104,16 @@ def _select(F, x, y, w, scale, fast=True, full=False):
 
 
 def set_fast(block, fast=True):
-    """Switch every fusion module inside ``block`` to its fast (default) or its baseline
-    (``fast=False``: the official formulas evaluated pass for pass) forward; same parameters,
-    same function.  Hybridize (again) after switching: a cached graph keeps the old path.
+    """Switch every fusion module and every :class:`~net.layers.GlobalAvgPool` inside ``block`` to
+    its fast (default) or its baseline path (``fast=False``: the official formulas evaluated pass
+    for pass, and the Pooling operator for global average pooling); same parameters, same
+    function.  Hybridize (again) after switching: a cached graph keeps the old path.
     Returns the number of fusion modules switched."""
     n = 0
-    todo = [block]
-    while todo:
-        b = todo.pop()
-        if isinstance(b, _Fusion):
+    for b in blocks(block):
+        if isinstance(b, (_Fusion, GlobalAvgPool)):
             b.fast = bool(fast)
-            n += 1
-        todo.extend(b._children.values())
+            n += isinstance(b, _Fusion)
     return n
 
 
@@ -139,7 +138,7 @@ class _ContextSum(_Fusion):
     """Shared machinery of the modules whose weight is sigmoid(L(.) + G(.))."""
 
     def _weight(self, F, t, local_att, global_att):
-        return F.sigmoid(F.broadcast_add(local_att(t), global_att(t)))
+        return sigmoid(F, F.broadcast_add(local_att(t), global_att(t)))
 
 
 # --------------------------------------------------------------------------------------
@@ -170,14 +169,21 @@ class MSCAM(_ContextSum):
 # Table 4: context-agnostic baselines
 # --------------------------------------------------------------------------------------
 class DirectAdd(_Fusion):
-    """Add (Table 1/4): ``Z = X + Y``.  Official ``DirectAddFuse``; no parameters."""
+    """Add (Table 1/4): ``Z = X + Y``.  Official ``DirectAddFuse``; no parameters.
+
+    ``onednn_sum = False`` computes the same sum with ``broadcast_add``, which oneDNN's
+    conv+sum fusion does not match: MXNet 1.9.1's ``optimize_for`` fails on a pre-activation
+    block whose last convolution feeds only this sum ("Cannot find arg ..."), see
+    :func:`utils.train.hybridize_for_inference`.
+    """
     paper_name = 'Add'
+    onednn_sum = True
 
     def __init__(self, channels=0, r=None, **kwargs):
         super().__init__(channels, **kwargs)
 
     def hybrid_forward(self, F, x, y):
-        return x + y
+        return x + y if self.onednn_sum else F.broadcast_add(x, y)
 
 
 class Concat(_Fusion):
@@ -414,7 +420,7 @@ class SK(_Fusion):
         inter = _inter(channels, 4)
         with self.name_scope():
             g = nn.HybridSequential(prefix='')
-            g.add(nn.GlobalAvgPool2D(),
+            g.add(GlobalAvgPool(),
                   nn.Conv2D(inter, kernel_size=1, in_channels=channels),
                   _bn(inter, norm_layer, norm_kwargs), nn.Activation('relu'),
                   nn.Conv2D(2 * channels, kernel_size=1, in_channels=inter),
@@ -515,7 +521,7 @@ class RecursiveAFF(_ContextSum):
         glo = self.global_att(t)
         w2 = self._weight(F, F.broadcast_add(loc, glo), self.local_att2, self.global_att2)
         # W2*l + (1-W2)*g = g + W2*(l-g)
-        w = F.sigmoid(F.broadcast_add(w2 * F.broadcast_sub(loc, glo), glo))
+        w = sigmoid(F, F.broadcast_add(w2 * F.broadcast_sub(loc, glo), glo))
         return _select(F, x, y, w, 1, self.fast, full=True)
 
 
@@ -562,9 +568,9 @@ class _IterativeSingle(_Fusion):
 
     def hybrid_forward(self, F, x, y):
         first, second = getattr(self, self._stages), getattr(self, self._stages + '2')
-        w1 = F.sigmoid(first(x + y))
+        w1 = sigmoid(F, first(x + y))
         i = 2 * F.broadcast_add(x, F.broadcast_mul(w1, y - x))
-        w2 = F.sigmoid(second(i))
+        w2 = sigmoid(F, second(i))
         return 2 * F.broadcast_add(x, F.broadcast_mul(w2, y - x))
 
 
@@ -610,7 +616,7 @@ class Depthwise4AFF(_ContextSum):
     def hybrid_forward(self, F, x, y):
         t = x + y
         s = self.local_att1(t) + self.local_att2(t) + self.local_att3(t) + self.local_att4(t)
-        w = F.sigmoid(F.broadcast_add(s, self.global_att(t)))
+        w = sigmoid(F, F.broadcast_add(s, self.global_att(t)))
         return _select(F, x, y, w, 2, self.fast, full=True)
 
 

@@ -11,6 +11,7 @@ from mxnet.gluon.block import HybridBlock
 from .blocks import BottleneckV1b, ResNeXtBlock, stage_fusion, _norm, _avg_pool
 from .cifar import _check_era
 from .errors import AFFError
+from .layers import GlobalAvgPool
 
 __all__ = ['ResNetV1bHost', 'ResNeXtHost', 'DEPTHS', 'OFFICIAL_DEPTHS', 'check_depth']
 
@@ -90,7 +91,7 @@ class ResNetV1bHost(HybridBlock):
                             last_gamma=last_gamma, r=r, conv=conv, **nk))
                         in_channels = planes * 4
                 setattr(self, 'layer%d' % (i + 1), layer)
-            self.avgpool = nn.GlobalAvgPool2D()
+            self.avgpool = GlobalAvgPool()
             self.flat = nn.Flatten()
             self.drop = nn.Dropout(final_drop) if final_drop > 0 else None
             self.fc = nn.Dense(classes, in_units=in_channels)
@@ -155,7 +156,7 @@ class ResNeXtHost(HybridBlock):
                             last_gamma=last_gamma, use_se=use_se, r=r, **nk))
                         in_channels = width * 4
                 f.add(stage)
-            f.add(nn.GlobalAvgPool2D())
+            f.add(GlobalAvgPool())
             self.output = nn.Dense(classes, in_units=in_channels)
 
     def hybrid_forward(self, F, x):

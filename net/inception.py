@@ -62,6 +62,7 @@ from mxnet.gluon.block import HybridBlock
 from .blocks import _norm
 from .cifar import CIFARPreActResNet
 from .errors import AFFError, UnknownNameError
+from .layers import sigmoid
 from .fusion import (DirectAdd, Concat, MSGAU, MSSE, MSSA, AFF, AFFSingleLayer, IAFF, GlobalGlobal,
                      LocalLocal, SK, _Fusion, _inter, canonical_fusion, context, get_fusion)
 
@@ -121,7 +122,7 @@ class SameLayerSelection(_Fusion):
         """The fusion weight W on X (exposed for tests and visualisation)."""
         t = x + y
         a, b = (getattr(self, n) for n in self._names)
-        return F.sigmoid(F.broadcast_add(a(t), b(t)))
+        return sigmoid(F, F.broadcast_add(a(t), b(t)))
 
     def hybrid_forward(self, F, x, y):
         # W*X + (1-W)*Y = Y + W*(X-Y): one multiplication fewer
@@ -165,9 +166,9 @@ class SameLayerIAFF(_Fusion):
 
     def hybrid_forward(self, F, x, y):
         d = x - y
-        w1 = F.sigmoid(F.broadcast_add(self.local_att(x + y), self.global_att(x + y)))
+        w1 = sigmoid(F, F.broadcast_add(self.local_att(x + y), self.global_att(x + y)))
         i = y + w1 * d
-        w2 = F.sigmoid(F.broadcast_add(self.local_att2(i), self.global_att2(i)))
+        w2 = sigmoid(F, F.broadcast_add(self.local_att2(i), self.global_att2(i)))
         return y + w2 * d
 
 

@@ -39,7 +39,9 @@ def test_baseline_and_fast_fusions_agree(cls, seeded):
         t_base = base(x, y)
     with mx.autograd.record():
         t_fast = fast(x, y)
-    assert rel_err(t_fast.asnumpy(), t_base.asnumpy()) < 2e-6
+    # training-mode BatchNorm divides by batch statistics of 2 x 6 x 6 values, which magnifies the
+    # rounding of mean-vs-Pooling (measured up to 2.4e-6); the standard's bound is 1e-4
+    assert rel_err(t_fast.asnumpy(), t_base.asnumpy()) < 1e-5
 
 
 def test_set_fast_reaches_every_fusion_of_a_network():
@@ -48,16 +50,48 @@ def test_set_fast_reaches_every_fusion_of_a_network():
     assert set_fast(model, True) == 3
 
 
-def test_onednn_inference_matches_the_unfused_network(seeded):
+@pytest.mark.parametrize('name', ['cifar_add_resnet20_b1', 'cifar_aff_resnet20_b1', 'cifar_msgau_resnet20_b1'])
+def test_inference_path_matches_the_unfused_network(name, seeded):
+    """utils.train.hybridize_for_inference (oneDNN folding, Pooling, static_alloc) computes the
+    baseline's function, for the example batch shape and for another one."""
     from utils.models import build
-    base, _, _ = build('cifar_aff_resnet20_b1', classes=10)
+    from utils.train import hybridize_for_inference
+    base, _, _ = build(name, classes=10)
+    set_fast(base, False)
     base.hybridize()
-    fused, _, _ = build('cifar_aff_resnet20_b1', classes=10)
+    fused, _, _ = build(name, classes=10)
     for p, q in zip(base.collect_params().values(), fused.collect_params().values()):
         q.set_data(p.data())
     x = mx.nd.random.uniform(shape=(3, 3, 32, 32))
-    fused.optimize_for(x, backend='MKLDNN', static_alloc=True, static_shape=True)
+    note = hybridize_for_inference(fused, x)
+    # the plain host hits MXNet 1.9.1's conv+sum bug and must be rescued, not left unoptimised
+    assert note.startswith('inference: oneDNN graph optimisation (') and 'failed' not in note
+    assert ('outside conv+sum' in note) == (name == 'cifar_add_resnet20_b1')
     assert rel_err(fused(x).asnumpy(), base(x).asnumpy()) <= 2e-5
+    x5 = mx.nd.random.uniform(shape=(5, 3, 32, 32))
+    assert rel_err(fused(x5).asnumpy(), base(x5).asnumpy()) <= 2e-5
+
+
+def test_global_avg_pool_paths_agree_and_are_switched():
+    from net.layers import GlobalAvgPool, set_pooling
+    mean, pool = GlobalAvgPool(), GlobalAvgPool(fast=False)
+    x = mx.nd.random.normal(shape=(4, 16, 28, 28))
+    grads = []
+    for block in (mean, pool):
+        block.hybridize()
+        xi = x.copy()
+        xi.attach_grad()
+        with mx.autograd.record():
+            out = block(xi)
+        out.backward(mx.nd.arange(64).reshape(4, 16, 1, 1))
+        grads.append(xi.grad.asnumpy())
+        assert out.shape == (4, 16, 1, 1)
+    assert rel_err(mean(x).asnumpy(), x.asnumpy().mean(axis=(2, 3), keepdims=True)) < 1e-6
+    assert rel_err(pool(x).asnumpy(), mean(x).asnumpy()) < 1e-6
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-6)
+    model = net.get_model('cifar_aff_resnet20_b1', classes=10)
+    assert set_pooling(model, False) == 4  # three fusions' global branches + the head
+    assert set_fast(model, True) == 3 and set_pooling(model, True) == 4
 
 
 def _bench(args, tmp_path):

@@ -10,6 +10,7 @@ import pytest
 from mxnet.gluon import nn
 
 import net
+from net.layers import GlobalAvgPool
 from net.errors import AFFError, UnknownNameError
 from utils import flops
 
@@ -151,14 +152,19 @@ def test_tiny_network_by_hand():
 
 def test_elementwise_rules_by_hand():
     """elem: one op per output element (BN, ReLU), pooling one per window element (max 3x3: 9 per output,
-    global: the input), Flatten none; Conv2D/Dense only in MACs."""
-    block = nn.HybridSequential()
-    block.add(nn.Conv2D(4, 3, padding=1, in_channels=3, use_bias=False), nn.BatchNorm(in_channels=4),
-              nn.Activation('relu'), nn.MaxPool2D(3, 2, padding=1), nn.GlobalAvgPool2D(), nn.Flatten(),
-              nn.Dense(2, in_units=4))
-    result = flops.count(block, input_size=8)
-    assert result.elementwise_ops == {'BatchNorm': 4 * 64, 'Activation': 4 * 64, 'Pooling': 9 * 4 * 16 + 4 * 16}
+    global: the input; as a mean, net.layers.GlobalAvgPool: the input too), Flatten none; Conv2D/Dense only
+    in MACs."""
+    def block(gap):
+        b = nn.HybridSequential()
+        b.add(nn.Conv2D(4, 3, padding=1, in_channels=3, use_bias=False), nn.BatchNorm(in_channels=4),
+              nn.Activation('relu'), nn.MaxPool2D(3, 2, padding=1), gap, nn.Flatten(), nn.Dense(2, in_units=4))
+        return b
+    result = flops.count(block(nn.GlobalAvgPool2D()), input_size=8)
+    assert result.elementwise_ops == {'BatchNorm': 4 * 64, 'Activation(relu)': 4 * 64,
+                                      'Pooling': 9 * 4 * 16 + 4 * 16}
     assert result.elementwise == 1152 and result.elementwise_fusion == 0
+    result = flops.count(block(GlobalAvgPool()), input_size=8)
+    assert result.elementwise_ops['mean'] == 4 * 16 and result.elementwise == 1152
 
 
 def test_elementwise_inside_fusion_modules():
@@ -167,7 +173,8 @@ def test_elementwise_inside_fusion_modules():
     plain = flops.count('cifar_add_resnet20_b1')
     assert plain.elementwise_fusion == plain.elementwise_ops['broadcast_add'] == 16384 + 8192 + 4096
     aff = flops.count('cifar_aff_resnet20_b1')
-    assert aff.elementwise_ops['sigmoid'] == 28672 and aff.elementwise_fusion > aff.elementwise_ops['sigmoid']
+    sig = aff.elementwise_ops['Activation(sigmoid)']
+    assert sig == 28672 and aff.elementwise_fusion > sig
 
 
 def test_parameter_totals_include_bn_running_stats():

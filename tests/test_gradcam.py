@@ -86,6 +86,22 @@ def test_hybridized_network_gives_the_same_map(trained):
     assert not np.allclose(again, got)
 
 
+def test_inference_path_trunk_gives_the_same_map(trained):
+    """The Grad-CAM trunk through utils.train.hybridize_for_inference (oneDNN) explains alike."""
+    from net.layers import set_pooling
+    model, images, _ = trained
+    x = mx.nd.array(images[:4])
+    want = gradcam.grad_cam(model, x)[0]
+    try:
+        trunk, head, note = gradcam.fast_parts(model, x)
+        assert note.startswith('inference: oneDNN graph optimisation (')
+        got = gradcam.grad_cam(model, x, parts=(trunk, head))[0]
+    finally:
+        model.hybridize(active=False)
+        set_pooling(model, True)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
 def test_split_reproduces_the_network():
     for name, size in (('cifar_aff_resnet20_b1', 32), ('cifar_aff_resnext29_32x4d', 32),
                        ('aff_resnet50', 64), ('aff_resnext50_32x4d_v1b', 64)):

@@ -5,11 +5,13 @@ Usage: python -m utils.bench --model NAME [--batch-size B] [--input-size S] [--j
        python -m utils.bench --markdown FILE.json                                      (README table)
 
 The suite (no --model) measures, per model at its recipe's batch and input size: the BASELINE (the
-official fusion formulas evaluated pass for pass, `net.fusion.set_fast(block, False)`, plain
-`hybridize()` for training and inference) and the FAST path (the default fusion modules; training
-hybridized as the scripts do on the CPU, i.e. without static_alloc; inference through
-`optimize_for(backend='MKLDNN', static_alloc=True, static_shape=True)`, i.e. oneDNN conv+BN(+ReLU/+sum)
-folding, plus a "static" column without optimize_for), windows interleaved so that both see the same
+official module structure with every fast path off, `net.fusion.set_fast(block, False)`: the official
+fusion formulas pass for pass, global average pooling through MXNet's Pooling operator; plain
+`hybridize()` for training and inference) and the FAST path (the default modules: fewer-pass fusion
+formulas and global average pooling as a mean, `net.layers.GlobalAvgPool`; training hybridized as the
+scripts do on the CPU, i.e. without static_alloc; inference through `utils.train.hybridize_for_inference`:
+Pooling again, oneDNN `optimize_for` with conv+BN(+ReLU/+sum) folding and static_alloc; intermediate
+columns without optimize_for / static_alloc), windows interleaved so that both see the same
 load; each fusion's time overhead over its plain host next to its FLOPs overhead (utils.flops, MACs);
 and data-pipeline images/s on one core (CIFAR standard augmentation, with AutoAugment; ImageNet
 RecordIO decode + augmentation from a small .rec packed into a temporary directory).
@@ -19,7 +21,8 @@ Two phases, each timed as `--windows` windows of `--iters` iterations after `--w
 * train     — forward + backward + SGD `trainer.step` (autograd recording, training-mode BatchNorm);
 * inference — forward only, autograd off.
 
-The network is hybridized with static_alloc/static_shape unless --no-hybridize. Every window starts and
+With --model, the network is hybridized with static_alloc/static_shape for training and through
+`utils.train.hybridize_for_inference` for inference, unless --no-hybridize. Every window starts and
 ends with `mx.nd.waitall()`, so a window's time covers all the work queued in it. The reported figure is
 the MEDIAN images/s over the windows; --json also writes the raw window times and the machine facts
 (threads, MXNet version and features, CPU model; no host name). It is a measurement, not a test.
@@ -35,6 +38,7 @@ from datetime import datetime, timezone
 from net.errors import AFFError
 from utils.cli import positive_int, run_main
 from utils.models import build, check_names, output_classes
+from utils.train import hybridize_for_inference
 
 import mxnet as mx  # after utils, which sets the thread count
 from mxnet import autograd, gluon
@@ -174,6 +178,7 @@ def run(args):
     x = mx.nd.random.uniform(shape=(args.batch_size, 3, size, size), ctx=ctx)
 
     train_times = timed_windows(train_step_fn(block, x, classes), args.warmup, args.windows, args.iters)
+    note = hybridize_for_inference(block, x) if args.hybridize else "imperative"
 
     def infer():
         _outputs(block(x))
@@ -183,7 +188,7 @@ def run(args):
         "model": args.model, "classes": classes, "batch_size": args.batch_size, "input_size": size,
         "hybridize": args.hybridize, "warmup": args.warmup, "windows": args.windows, "iters": args.iters,
         "train": summarise(train_times, args.batch_size, args.iters),
-        "inference": summarise(infer_times, args.batch_size, args.iters),
+        "inference": summarise(infer_times, args.batch_size, args.iters), "inference_path": note,
     }
     rec.update(environment(load_start))
     return rec

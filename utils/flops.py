@@ -198,6 +198,8 @@ def _elementwise_cost(op, inputs, keys, vals, outputs):
     if out is None or not hasattr(out, 'shape'):
         return 0
     elements = _prod(out.shape)
+    if op in ('mean', 'sum'):   # reductions (global average pooling as a mean) read every input
+        return _prod(inputs[0].shape)
     if op == 'Pooling':
         attrs = dict(zip(keys, (str(v) for v in vals)))
         if attrs.get('global_pool', 'False') in ('True', 'true', '1'):
@@ -223,6 +225,8 @@ def _trace_elementwise(record):
         op = _OP_NAMES.get(handle, '?')
         cost = _elementwise_cost(op, ndargs, keys, vals, out if out is not None else result)
         if cost:
+            if op == 'Activation':   # sigmoid and ReLU are both Activation: tell them apart
+                op = 'Activation(%s)' % dict(zip(keys, (str(v) for v in vals))).get('act_type', '?')
             record(op, cost)
         return result
 

@@ -17,20 +17,23 @@ import utils  # noqa: F401  (thread settings before mxnet)
 
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
+from mxnet.gluon import nn  # noqa: E402
 
 import net  # noqa: E402
 from net.errors import AFFError  # noqa: E402
 from net.cifar import CIFARPreActResNet, CIFARResNeXt  # noqa: E402
 from net.imagenet import ResNetV1bHost, ResNeXtHost  # noqa: E402
+from utils.train import hybridize_for_inference  # noqa: E402
 
-__all__ = ['split', 'grad_cam', 'load_image', 'overlay', 'main']
+__all__ = ['split', 'fast_parts', 'grad_cam', 'load_image', 'overlay', 'main']
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def split(model):
-    """(trunk, head): ``head(trunk(x)) == model(x)``; trunk ends at the last conv feature map."""
+    """(trunk, head): ``head(trunk(x)) == model(x)``; trunk (a HybridSequential sharing the model's
+    layers) ends at the last conv feature map."""
     if isinstance(model, CIFARPreActResNet):       # [..., stage3, BN, ReLU | GAP, Flatten]
         f = model.features
         return f[:-2], lambda a: model.output(f[-1](f[-2](a)))
@@ -38,9 +41,9 @@ def split(model):
         f = model.features
         return f[:-1], lambda a: model.output(f[-1](a))
     if isinstance(model, ResNetV1bHost):
-        def trunk(x):
-            x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
-            return model.layer4(model.layer3(model.layer2(model.layer1(x))))
+        trunk = nn.HybridSequential(prefix='')
+        trunk.add(model.conv1, model.bn1, model.relu, model.maxpool, model.layer1, model.layer2,
+                  model.layer3, model.layer4)
 
         def head(a):
             a = model.flat(model.avgpool(a))
@@ -50,11 +53,19 @@ def split(model):
                    'hosts: CIFAR ResNet/ResNeXt and ImageNet ResNet/ResNeXt' % type(model).__name__)
 
 
-def grad_cam(model, x, cls=None):
+def fast_parts(model, x):
+    """``(trunk, head, note)``: :func:`split` with the trunk (forward only in Grad-CAM) prepared by
+    :func:`utils.train.hybridize_for_inference` for inputs shaped like ``x`` (oneDNN on the CPU)."""
+    trunk, head = split(model)
+    return trunk, head, hybridize_for_inference(trunk, x)
+
+
+def grad_cam(model, x, cls=None, parts=None):
     """Grad-CAM maps for a batch ``x`` (N x 3 x H x W); returns (cams N x h x w in [0, 1],
     predicted classes, softmax scores of the explained classes).  ``cls``: class per image
-    (default: the predicted one)."""
-    trunk, head = split(model)
+    (default: the predicted one); ``parts``: ``(trunk, head)`` from :func:`split` or
+    :func:`fast_parts` (default: ``split(model)``)."""
+    trunk, head = parts[:2] if parts else split(model)
     feats = trunk(x).copy()   # a hybridized trunk reuses its output buffer on the next call
     feats.attach_grad()
     with mx.autograd.record(train_mode=False):
@@ -140,7 +151,9 @@ def main(argv=None):
     p.add_argument('--classes', type=int, default=None)
     p.add_argument('--input-size', type=int, default=None)
     p.add_argument('--labels', default=None, help='text file with one class name per line')
-    p.add_argument('--hybridize', action='store_true', help='explain the hybridized network')
+    p.add_argument('--hybridize', action='store_true',
+                   help='explain the hybridized network; the trunk runs through the inference path '
+                   '(oneDNN graph optimisation on the CPU, utils.train.hybridize_for_inference)')
     p.add_argument('--out', default='gradcam.png')
     args = p.parse_args(argv)
     if len(args.params) != len(args.model):
@@ -155,13 +168,16 @@ def main(argv=None):
         kw = {} if args.classes is None else dict(classes=args.classes)
         pretrained = True if params == 'pretrained' else params
         model = net.get_model(name, pretrained=pretrained, **kw)
+        size = args.input_size or model.input_size
+        parts = None
         if args.hybridize:
             model.hybridize()
-        size = args.input_size or model.input_size
+            parts = fast_parts(model, mx.nd.zeros((1, 3, size, size)))
+            print('%s: %s' % (name, parts[2]))
         col = []
         for path in args.image:
             shown, x = load_image(path, size)
-            cams, pred, score = grad_cam(model, x)
+            cams, pred, score = grad_cam(model, x, parts=parts)
             label = names[pred[0]] if names and pred[0] < len(names) else 'class %d' % pred[0]
             col.append((overlay(shown, cams[0]), '%s (%.2f)' % (label, score[0])))
         columns.append(col)
