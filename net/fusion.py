@@ -169,21 +169,14 @@ class MSCAM(_ContextSum):
 # Table 4: context-agnostic baselines
 # --------------------------------------------------------------------------------------
 class DirectAdd(_Fusion):
-    """Add (Table 1/4): ``Z = X + Y``.  Official ``DirectAddFuse``; no parameters.
-
-    ``onednn_sum = False`` computes the same sum with ``broadcast_add``, which oneDNN's
-    conv+sum fusion does not match: MXNet 1.9.1's ``optimize_for`` fails on a pre-activation
-    block whose last convolution feeds only this sum ("Cannot find arg ..."), see
-    :func:`utils.train.hybridize_for_inference`.
-    """
+    """Add (Table 1/4): ``Z = X + Y``.  Official ``DirectAddFuse``; no parameters."""
     paper_name = 'Add'
-    onednn_sum = True
 
     def __init__(self, channels=0, r=None, **kwargs):
         super().__init__(channels, **kwargs)
 
     def hybrid_forward(self, F, x, y):
-        return x + y if self.onednn_sum else F.broadcast_add(x, y)
+        return x + y
 
 
 class Concat(_Fusion):

@@ -27,8 +27,7 @@ def set_pooling(block, fast):
 
 def sigmoid(F, x):
     """The logistic function as the official ``nn.Activation('sigmoid')`` computes it (oneDNN's
-    eltwise kernel on the CPU; ``F.sigmoid`` is a scalar loop, measured 7.2 vs 0.8 ms on
-    128x16x32x32 with two threads)."""
+    eltwise kernel on the CPU; ``F.sigmoid`` is a much slower scalar loop, README pitfall 18)."""
     return F.Activation(x, act_type='sigmoid')
 
 
@@ -36,12 +35,12 @@ class GlobalAvgPool(HybridBlock):
     """Global average pooling N x C x H x W -> N x C x 1 x 1, the function of ``nn.GlobalAvgPool2D``.
 
     ``fast`` (default): a mean over H and W.  ``fast=False``: the Pooling operator that
-    ``nn.GlobalAvgPool2D`` (and the official code) uses -- whose *forward* is the faster one (0.64
-    vs 4.5 ms), so inference paths switch back to it (:func:`set_pooling`).  Why: in MXNet 1.9.1 the oneDNN
-    global-average-pooling *backward* is pathologically slow on the CPU -- 82 ms against 5.8 ms for
-    the mean on 128x16x32x32 (two threads; C <= 16 at 28x28 and larger), and inside networks, whose
-    tensors come in oneDNN's blocked layouts, about 22 ms for the 128x64x8x8 head of CIFAR ResNet-20,
-    which doubles the cost of the BatchNorm backward after it (docs/performance.md).
+    ``nn.GlobalAvgPool2D`` (and the official code) uses -- whose *forward* is the faster one, so
+    inference paths switch back to it (:func:`set_pooling`).  Why: in MXNet 1.9.1 the oneDNN
+    global-average-pooling *backward* is pathologically slow on inputs that come out of oneDNN layers
+    -- 35 % of the official-structure AFF-ResNet-20 b1 training step, and it slows the BatchNorm
+    backward after it (``python -m utils.bench_profile --model cifar_aff_resnet20_b1 --baseline``;
+    README pitfall 16, docs/performance.md).
     Parameterless, so checkpoints do not see the swap.
     """
 

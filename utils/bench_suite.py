@@ -40,6 +40,9 @@ SUITE = [
     ("iaff_resnet50", 128, "resnet50"),
     ("aff_resnext50_32x4d", 128, None),
 ]
+#: inference windows run this many times --iters: a forward pass is ~3-5x quicker than a training step,
+#: and windows of a tenth of a second gave medians that moved by 30 % between runs
+INFER_ITERS = 4
 QUICK = [("cifar_add_resnet20_b1", 2, None), ("cifar_aff_resnet20_b1", 2, "cifar_add_resnet20_b1")]
 #: the plain host of a fused model, for --models lists
 HOSTS = {name: host for name, _, host in SUITE if host}
@@ -118,10 +121,11 @@ def measure_model(name, batch, size, warmup, windows, iters):
     def infer(block):
         return lambda: _outputs(block(x))
     infer_t = _interleaved({"baseline": infer(base), "fast_hybrid": infer(fast), "static": infer(static),
-                            "fast": infer(onednn)}, warmup, windows, iters)
+                            "fast": infer(onednn)}, warmup, windows, iters * INFER_ITERS)
     rec = {"model": name, "batch_size": batch, "input_size": size, "classes": classes, "fusions": n_fusions,
            "train": {k: _rate(v, batch, iters) for k, v in train.items()},
-           "inference": {k: _rate(v, batch, iters) for k, v in infer_t.items()},
+           "inference": {k: _rate(v, batch, iters * INFER_ITERS) for k, v in infer_t.items()},
+           "inference_iters": iters * INFER_ITERS,
            "inference_rel_err_vs_baseline": errors,
            "inference_path": note, "onednn_error": onednn_error}
     for phase in ("train", "inference"):
@@ -272,12 +276,22 @@ def _md(header, rows):
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
+def _path_mark(r):
+    if r.get("onednn_error"):
+        return " ‡"
+    # records written before the rerouting was dropped (it was slower than static_alloc alone)
+    return " †" if "outside conv+sum" in (r.get("inference_path") or "") else ""
+
+
 def markdown_tables(rec):
     """The README/docs tables of a suite record (a dict as written by --json)."""
     m = rec["machine"]
     out = [f"{m['cpu_model']}, {m['usable_cores']} usable cores, OMP_NUM_THREADS={rec['threads']}, "
            f"MXNet {rec['mxnet_version']} (MKLDNN {'on' if rec['mkldnn'] else 'off'}); medians of "
-           f"{rec['windows']} interleaved windows x {rec['iters']} iterations after {rec['warmup']} warm-up; "
+           f"{rec['windows']} interleaved windows x {rec['iters']} iterations"
+           + (f" (inference {rec['models'][0]['inference_iters']})" if rec["models"] and
+              "inference_iters" in rec["models"][0] else "")
+           + f" after {rec['warmup']} warm-up; "
            f"load average {rec['load_average_1min']['start']} -> {rec['load_average_1min']['end']}; {rec['date']}",
            ""]
     rows = []
@@ -288,10 +302,14 @@ def markdown_tables(rec):
                      f"{t['speedup']:.2f}x",
                      f"{i['baseline']['images_per_s']:.1f}", f"{i['fast_hybrid']['images_per_s']:.1f}",
                      f"{i['static']['images_per_s']:.1f}",
-                     f"{i['fast']['images_per_s']:.1f}" + (" (optimize_for failed)" if r["onednn_error"] else ""),
+                     f"{i['fast']['images_per_s']:.1f}" + _path_mark(r),
                      f"{i['speedup']:.2f}x", f"{max(r['inference_rel_err_vs_baseline'].values()):.1e}"])
     out.append(_md(["model", "batch", "input", "train base", "train fast", "train x", "infer base",
                     "infer fast fusions", "+static_alloc", "+oneDNN (fast)", "infer x", "max rel err"], rows))
+    if any(_path_mark(r) for r in rec["models"]):
+        out += ["", "† oneDNN optimisation with the residual sums rerouted around its conv+sum fusion (MXNet 1.9.1 "
+                "bug; slower than static_alloc alone, so `utils.train.hybridize_for_inference` no longer does it); "
+                "‡ optimize_for failed: static_alloc only."]
     if rec["fusion_overhead"]:
         out.append("")
         rows = [[r["model"], r["host"], f"{100 * r['flops']['macs']:+.2f}%",

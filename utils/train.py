@@ -16,8 +16,8 @@ import numpy as np
 from gluoncv.utils import LRScheduler, LRSequential
 
 from net.errors import AFFError
-from net.fusion import DirectAdd, set_fast
-from net.layers import blocks, set_pooling
+from net.fusion import set_fast
+from net.layers import set_pooling
 
 __all__ = ['lr_schedule', 'mixup', 'smooth_one_hot', 'make_trainer', 'states_savable',
            'lr_after', 'start_schedule_at', 'contexts', 'script_contexts', 'capped_workers',
@@ -237,29 +237,21 @@ def hybridize_for_inference(model, x):
     model's (first) context; other batch shapes re-partition on first use.
 
     MXNet 1.9.1's ``optimize_for`` fails ("Cannot find arg ...") when a pre-activation block's last
-    convolution feeds only the residual sum (the plain CIFAR ResNets): the sums are then taken
-    outside oneDNN's conv+sum fusion and the graph is optimised again; any other failure leaves
-    static allocation only, and the sentence says so.
+    convolution feeds only the residual sum (the plain CIFAR ResNets; README pitfall 17).  Then, as
+    after any other failure, the model keeps static allocation only -- measured faster there than
+    rerouting the sums around oneDNN's conv+sum fusion (docs/performance.md) -- and the sentence says so.
     """
     set_fast(model, True)
     set_pooling(model, False)
     if x.context.device_type != 'cpu' or not _onednn_available():
         model.hybridize(static_alloc=True, static_shape=True)
         return 'inference: hybridized with static_alloc=True, static_shape=True'
-    adds = [b for b in blocks(model) if isinstance(b, DirectAdd)]
-    error = None
-    for attempt in range(2):
-        try:
-            model.optimize_for(x, backend='MKLDNN', clear=True, static_alloc=True, static_shape=True)
-            return ('inference: oneDNN graph optimisation (optimize_for MKLDNN), static_alloc'
-                    + (', residual sums outside conv+sum fusion (MXNet 1.9.1 optimize_for bug)'
-                       if attempt else ''))
-        except mx.base.MXNetError as e:
-            error = str(e).strip().splitlines()[-1][:200]
-            if attempt or not adds or 'Cannot find arg' not in error:
-                break
-            for b in adds:
-                b.onednn_sum = False
+    try:
+        # clear=True: a failed optimize_for otherwise leaves its graph behind for the next call
+        model.optimize_for(x, backend='MKLDNN', clear=True, static_alloc=True, static_shape=True)
+        return 'inference: oneDNN graph optimisation (optimize_for MKLDNN), static_alloc'
+    except mx.base.MXNetError as e:
+        error = str(e).strip().splitlines()[-1][:200]
     model.hybridize(static_alloc=True, static_shape=True)
     return 'inference: oneDNN graph optimisation failed (%s); hybridized with static_alloc only' % error
 
