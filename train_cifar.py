@@ -311,10 +311,7 @@ def main(argv=None):
     config.pop('decay_epochs', None)
     log = EpochLogger(os.path.join(args.logging_dir, 'train_%s.log' % name), config,
                       stream=sys.stdout)
-    log.info('sources: ' + ', '.join('%s=%s' % (k, v) for k, v in sorted(sources.items())
-                                      if v != 'default'))
-    for note in notes:
-        log.info(note)
+    log.setup(sources, notes)
     log.info('%d training images, %d test images, %d iterations per epoch of %d images'
              % (len(xtr), len(xte), iters, total_batch))
     csv = EpochCSV(os.path.join(args.logging_dir, 'train_%s.csv' % name),

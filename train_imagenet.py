@@ -300,10 +300,7 @@ def main(argv=None):
     if rank == 0:
         log = EpochLogger(args.logging_file, dict(vars(args)), prefix='', stream=sys.stdout,
                           kind='imagenet')
-        log.info('sources: ' + ', '.join('%s=%s' % (k, v) for k, v in sorted(sources.items())
-                                          if v != 'default'))
-        for note in notes:
-            log.info(note)
+        log.setup(sources, notes)
         log.info('%d training images (%d per worker shard), %d validation images, %d iterations '
                  'per epoch of %d images' % (n_train, n_train // workers_dist, n_val, iters,
                                              total_batch))

@@ -225,10 +225,7 @@ def main(argv=None):
                       stream=sys.stdout, kind='seg')
     csv = EpochCSV(os.path.join(args.logging_dir, 'train_%s.csv' % name), CSV_FIELDS)
     try:
-        log.info('sources: ' + ', '.join('%s=%s' % (k, v) for k, v in sorted(sources.items())
-                                          if v != 'default'))
-        for note in notes:
-            log.info(note)
+        log.setup(sources, notes)
         log.info('%d training images, %d validation images, %d iterations per epoch of %d'
                  % (len(train_set), len(val_set), iters, batch))
         ckpt = Checkpoints(args.save_dir, name)   # -last every epoch, -best on a new best mIoU

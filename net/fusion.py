@@ -32,7 +32,7 @@ from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
 from .errors import AFFError, UnknownNameError
-from .layers import GlobalAvgPool, blocks, sigmoid
+from .layers import GlobalAvgPool, blocks, set_pooling, sigmoid
 
 __all__ = ['MSCAM', 'DirectAdd', 'Concat', 'AFF', 'AFFSingleLayer', 'IAFF', 'GlobalGlobal',
            'LocalLocal', 'MSGAU', 'MSSE', 'MSSA', 'MSModulatedSum', 'SE', 'GAU', 'SK',
@@ -109,11 +109,12 @@ def set_fast(block, fast=True):
     for pass, and the Pooling operator for global average pooling); same parameters, same
     function.  Hybridize (again) after switching: a cached graph keeps the old path.
     Returns the number of fusion modules switched."""
+    set_pooling(block, fast)
     n = 0
     for b in blocks(block):
-        if isinstance(b, (_Fusion, GlobalAvgPool)):
+        if isinstance(b, _Fusion):
             b.fast = bool(fast)
-            n += isinstance(b, _Fusion)
+            n += 1
     return n
 
 

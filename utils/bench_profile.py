@@ -12,6 +12,7 @@ the step itself somewhat slower than in `python -m utils.bench`.  --baseline: th
 The causes quoted in docs/performance.md come from this command.
 """
 import argparse
+import json
 import os
 
 import utils  # noqa: F401  (thread settings before mxnet)
@@ -46,7 +47,6 @@ def parse_args(argv=None):
 
 def operator_totals(stats):
     """{operator: (calls, total ms)} from the profiler's JSON aggregate statistics."""
-    import json
     table = json.loads(stats).get('Time', {}).get('operator', {})
     return {name: (int(v['Count']), float(v['Total'])) for name, v in table.items()}
 

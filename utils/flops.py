@@ -191,6 +191,11 @@ def _op_names():
 _OP_NAMES = None
 
 
+def _attrs(keys, vals):
+    """An operator call's attributes as {name: string}."""
+    return dict(zip(keys, (str(v) for v in vals)))
+
+
 def _elementwise_cost(op, inputs, keys, vals, outputs):
     if op in _HOOKED or op in _DATA_MOVEMENT or not inputs:   # no input: creation (zeros, random ...)
         return 0
@@ -201,7 +206,7 @@ def _elementwise_cost(op, inputs, keys, vals, outputs):
     if op in ('mean', 'sum'):   # reductions (global average pooling as a mean) read every input
         return _prod(inputs[0].shape)
     if op == 'Pooling':
-        attrs = dict(zip(keys, (str(v) for v in vals)))
+        attrs = _attrs(keys, vals)
         if attrs.get('global_pool', 'False') in ('True', 'true', '1'):
             return _prod(inputs[0].shape)
         kernel = ast.literal_eval(attrs.get('kernel', '(1,)'))
@@ -226,7 +231,7 @@ def _trace_elementwise(record):
         cost = _elementwise_cost(op, ndargs, keys, vals, out if out is not None else result)
         if cost:
             if op == 'Activation':   # sigmoid and ReLU are both Activation: tell them apart
-                op = 'Activation(%s)' % dict(zip(keys, (str(v) for v in vals))).get('act_type', '?')
+                op = 'Activation(%s)' % _attrs(keys, vals).get('act_type', '?')
             record(op, cost)
         return result
 

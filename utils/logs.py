@@ -677,6 +677,14 @@ class EpochLogger(_FileOwner):
         """Free text line(s) (ignored by the parser unless they look like log lines)."""
         return self._write(*str(msg).split('\n'))
 
+    def setup(self, sources, notes=()):
+        """The lines after the configuration: where each setting that is not a default came from
+        (``sources`` of :func:`utils.recipes.resolve`), then the script's notes, one per line."""
+        self.info('sources: ' + ', '.join('%s=%s' % (k, v) for k, v in sorted(sources.items())
+                                          if v != 'default'))
+        for note in notes:
+            self.info(note)
+
     def batch(self, epoch, batch, speed, metric_name, metric, lr):
         """``Epoch[e] Batch [b]<TAB>Speed: %f samples/sec<TAB><metric_name>=%f<TAB>lr=%f``."""
         return self._write('Epoch[%d] Batch [%d]\tSpeed: %f samples/sec\t%s\tlr=%f'
