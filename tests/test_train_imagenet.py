@@ -76,8 +76,11 @@ def test_eval_counts_each_image_once(tiny, tmp_path, capsys):
     for rec in (True, False):
         assert train_imagenet.main(_argv(tiny, tmp_path, '--eval', '--resume-params', params,
                                          rec=rec, model='cifar_aff_resnet20_b1')) == 0
-        line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith('[Eval]')][0]
+        out = capsys.readouterr().out.splitlines()
+        line = [ln for ln in out if ln.startswith('[Eval]')][0]
         assert '(10 validation images, each counted once)' in line
+        # evaluated through the one inference path (utils.train.hybridize_for_inference)
+        assert 'inference: oneDNN graph optimisation (optimize_for MKLDNN), static_alloc' in out
 
 
 def _batch_lrs(log, epoch):

@@ -83,6 +83,11 @@ def test_short_training_beats_an_untrained_network_and_resumes(tmp_path, capsys)
     assert train_seg.main(SMALL + ['--eval', '--resume', best_params, '--logging-dir',
                                    str(tmp_path / 'eval')]) == 0
     out = capsys.readouterr().out
+    # evaluated through utils.train.hybridize_for_inference; the plain (Add) FPN hits MXNet 1.9.1's
+    # optimize_for conv+sum bug (README pitfall 17) and keeps static_alloc, which the line says
+    path = [ln for ln in out.splitlines() if ln.startswith('inference: ')]
+    assert path and path[0].startswith('inference: oneDNN graph optimisation failed (') \
+        and 'Cannot find arg' in path[0] and path[0].endswith('hybridized with static_alloc only')
     miou = float(out.split('mIoU=')[1].split()[0])
     assert miou == pytest.approx(max(r['mIoU'] for r in rows), abs=1e-6)
     assert (tmp_path / 'eval' / ('%s_predictions.png' % NAME)).is_file()

@@ -237,7 +237,7 @@ def hybridize_for_inference(model, x):
     model's (first) context; other batch shapes re-partition on first use.
 
     MXNet 1.9.1's ``optimize_for`` fails ("Cannot find arg ...") when a pre-activation block's last
-    convolution feeds only the residual sum (the plain CIFAR ResNets; README pitfall 17).  Then, as
+    convolution feeds only the residual sum (the plain CIFAR ResNets and FPNs; README pitfall 17).  Then, as
     after any other failure, the model keeps static allocation only -- measured faster there than
     rerouting the sums around oneDNN's conv+sum fusion (docs/performance.md) -- and the sentence says so.
     """
