@@ -43,7 +43,7 @@ from mxnet.gluon.block import HybridBlock
 
 from .blocks import _norm
 from .errors import AFFError
-from .layers import GlobalAvgPool
+from .layers import GlobalAvgPool, GroupedConv2D
 
 __all__ = ['AFI', 'AFICIFARResNet', 'AFIBottleneckNet', 'register']
 
@@ -214,8 +214,8 @@ class _Bottleneck(HybridBlock):
             self.conv1 = nn.Conv2D(first, 1, use_bias=False, in_channels=in_channels)
             self.bn1 = _norm(first, norm_layer, norm_kwargs)
             self.afi = AFI(width // 2, r, prefix='afi_') if afi else None
-            self.conv2 = nn.Conv2D(width, 3, stride, 1, groups=groups, use_bias=False,
-                                   in_channels=width)
+            self.conv2 = GroupedConv2D(width, 3, stride, 1, groups=groups, use_bias=False,
+                                       in_channels=width)
             self.bn2 = _norm(width, norm_layer, norm_kwargs)
             self.conv3 = nn.Conv2D(out_channels, 1, use_bias=False, in_channels=width)
             extra = dict(gamma_initializer='zeros') if last_gamma else {}

@@ -12,6 +12,7 @@ from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
 from .fusion import DirectAdd, get_fusion
+from .layers import GroupedConv2D
 
 __all__ = ['PreActBasicBlock', 'BottleneckV1b', 'ResNeXtBlock', 'make_fusion']
 
@@ -147,8 +148,8 @@ class ResNeXtBlock(HybridBlock):
             self.body.add(
                 nn.Conv2D(group_width, 1, use_bias=False, in_channels=in_channels),
                 _norm(group_width, norm_layer, norm_kwargs), nn.Activation('relu'),
-                nn.Conv2D(group_width, 3, stride, 1, groups=cardinality, use_bias=False,
-                          in_channels=group_width),
+                GroupedConv2D(group_width, 3, stride, 1, groups=cardinality, use_bias=False,
+                              in_channels=group_width),
                 _norm(group_width, norm_layer, norm_kwargs), nn.Activation('relu'),
                 nn.Conv2D(out, 1, use_bias=False, in_channels=group_width),
                 _norm(out, norm_layer, norm_kwargs, **extra))

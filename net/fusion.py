@@ -32,7 +32,7 @@ from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
 from .errors import AFFError, UnknownNameError
-from .layers import GlobalAvgPool, blocks, set_pooling, sigmoid
+from .layers import GlobalAvgPool, blocks, set_train_path, sigmoid
 
 __all__ = ['MSCAM', 'DirectAdd', 'Concat', 'AFF', 'AFFSingleLayer', 'IAFF', 'GlobalGlobal',
            'LocalLocal', 'MSGAU', 'MSSE', 'MSSA', 'MSModulatedSum', 'SE', 'GAU', 'SK',
@@ -104,12 +104,12 @@ def _select(F, x, y, w, scale, fast=True, full=False):
 
 
 def set_fast(block, fast=True):
-    """Switch every fusion module and every :class:`~net.layers.GlobalAvgPool` inside ``block`` to
-    its fast (default) or its baseline path (``fast=False``: the official formulas evaluated pass
-    for pass, and the Pooling operator for global average pooling); same parameters, same
-    function.  Hybridize (again) after switching: a cached graph keeps the old path.
+    """Switch every fusion module, :class:`~net.layers.GlobalAvgPool` and
+    :class:`~net.layers.GroupedConv2D` inside ``block`` to its fast (default) or its baseline path
+    (``fast=False``: the official formulas evaluated pass for pass, the Pooling operator for global
+    average pooling, grouped convs without the layout reorder); same parameters, same function.  Hybridize (again) after switching: a cached graph keeps the old path.
     Returns the number of fusion modules switched."""
-    set_pooling(block, fast)
+    set_train_path(block, fast)
     n = 0
     for b in blocks(block):
         if isinstance(b, _Fusion):

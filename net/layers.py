@@ -1,7 +1,9 @@
-"""Small parameterless layers with a fast path (switched by :func:`net.fusion.set_fast`)."""
+"""Layers with a fast training path (switched by :func:`net.fusion.set_fast` and, for inference,
+:func:`set_train_path`); same parameters and function as the Gluon layers they replace."""
+from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
-__all__ = ['GlobalAvgPool', 'sigmoid', 'blocks', 'set_pooling']
+__all__ = ['GlobalAvgPool', 'GroupedConv2D', 'sigmoid', 'blocks', 'set_train_path']
 
 
 def blocks(block):
@@ -13,13 +15,14 @@ def blocks(block):
         todo.extend(reversed(list(b._children.values())))
 
 
-def set_pooling(block, fast):
-    """Switch every :class:`GlobalAvgPool` inside ``block`` to the mean (``fast=True``, for
-    training) or to the Pooling operator (``fast=False``: the fastest forward, for inference and
-    the official baseline).  Hybridize again afterwards.  Returns the number switched."""
+def set_train_path(block, fast):
+    """Switch every :class:`GlobalAvgPool` (mean or Pooling) and every :class:`GroupedConv2D`
+    (layout reorder or none) inside ``block`` to its training fast path (``fast=True``) or off
+    (``fast=False``: the official layers -- for the baseline, and for inference, where the off
+    path is the faster one).  Hybridize again afterwards.  Returns the number switched."""
     n = 0
     for b in blocks(block):
-        if isinstance(b, GlobalAvgPool):
+        if isinstance(b, (GlobalAvgPool, GroupedConv2D)):
             b.fast = bool(fast)
             n += 1
     return n
@@ -36,7 +39,7 @@ class GlobalAvgPool(HybridBlock):
 
     ``fast`` (default): a mean over H and W.  ``fast=False``: the Pooling operator that
     ``nn.GlobalAvgPool2D`` (and the official code) uses -- whose *forward* is the faster one, so
-    inference paths switch back to it (:func:`set_pooling`).  Why: in MXNet 1.9.1 the oneDNN
+    inference paths switch back to it (:func:`set_train_path`).  Why: in MXNet 1.9.1 the oneDNN
     global-average-pooling *backward* is pathologically slow on inputs that come out of oneDNN layers
     -- 35 % of the official-structure AFF-ResNet-20 b1 training step, and it slows the BatchNorm
     backward after it (``python -m utils.bench_profile --model cifar_aff_resnet20_b1 --baseline``;
@@ -55,3 +58,36 @@ class GlobalAvgPool(HybridBlock):
 
     def __repr__(self):
         return '%s(fast=%s)' % (type(self).__name__, self.fast)
+
+
+class GroupedConv2D(nn.Conv2D):
+    """``nn.Conv2D`` with ``groups`` (ResNeXt's 3x3 conv); same parameter names (alias ``conv``).
+
+    ``fast`` (default) and a group width that is not a multiple of 16 (ResNeXt 32x4d's first two
+    stages: 4 and 8): the conv's input goes through a full ``slice_axis`` and its output through a
+    reshape, which hand the BatchNorm before it (backward, through the ReLU) and the one after it
+    MXNet's plain NCHW layout.  Why: in MXNet 1.9.1 on the CPU a training-mode BatchNorm on the
+    blocked layout oneDNN gives such a conv's input gradient (and, for widths 4 and 12, its
+    output) is pathologically slow.  [conv1x1, BN, ReLU, this conv, BN, ReLU] forward + backward,
+    32 groups: 16 x 128 x 32 x 32 (width 4) 374 -> 83 ms; 16 x 256 x 16 x 16 (width 8) 91 -> 21 ms,
+    stride 2 from 32 x 32 302 -> 67 ms; widths 16 and 32 are not affected (the copies only cost
+    there).  README pitfall 19, docs/performance.md.  Inference after oneDNN folds the BatchNorm
+    into the conv is not affected either, so inference switches it off (:func:`set_train_path`).
+    Same function, no parameters added; ``in_channels`` must be given.
+    """
+
+    def __init__(self, channels, kernel_size, strides=(1, 1), padding=(0, 0), groups=1,
+                 in_channels=0, fast=True, **kwargs):
+        super().__init__(channels, kernel_size, strides, padding, groups=groups,
+                         in_channels=in_channels, **kwargs)
+        self.fast = fast
+        width = in_channels // groups if in_channels else 0
+        #: whether this conv's group width is one oneDNN lays out slowly for BatchNorm
+        self.reorders = groups > 1 and width > 1 and width % 16 != 0
+
+    def hybrid_forward(self, F, x, weight, bias=None):
+        if not (self.fast and self.reorders):
+            return super().hybrid_forward(F, x, weight, bias)
+        # the slice's backward writes the input gradient in plain layout; the reshape the output
+        x = F.slice_axis(x, axis=1, begin=0, end=None)
+        return F.reshape(super().hybrid_forward(F, x, weight, bias), shape=(0, 0, 0, 0))

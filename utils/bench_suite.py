@@ -18,7 +18,7 @@ import numpy as np
 import net
 from net.errors import AFFError
 from net.fusion import set_fast
-from net.layers import set_pooling
+from net.layers import set_train_path
 from utils.bench import _outputs, environment, load_average, timed_windows, train_step_fn
 from utils.models import build, check_names, output_classes
 from utils.train import hybridize_for_inference
@@ -108,7 +108,7 @@ def measure_model(name, batch, size, warmup, windows, iters):
     for copy in (fast, static, onednn):
         _copy_params(base, copy)
     for copy in (fast, static):
-        set_pooling(copy, False)
+        set_train_path(copy, False)
     fast.hybridize()
     static.hybridize(static_alloc=True, static_shape=True)
     note = hybridize_for_inference(onednn, x)

@@ -17,7 +17,7 @@ from gluoncv.utils import LRScheduler, LRSequential
 
 from net.errors import AFFError
 from net.fusion import set_fast
-from net.layers import set_pooling
+from net.layers import set_train_path
 
 __all__ = ['lr_schedule', 'mixup', 'smooth_one_hot', 'make_trainer', 'states_savable',
            'lr_after', 'start_schedule_at', 'contexts', 'script_contexts', 'capped_workers',
@@ -230,7 +230,8 @@ def hybridize_for_inference(model, x):
 
     The fast fusion formulas (:func:`net.fusion.set_fast`), global average pooling through the
     Pooling operator (its forward is the fastest; only its backward is slow,
-    :class:`net.layers.GlobalAvgPool`), then static allocation and -- on the CPU, when MXNet has
+    :class:`net.layers.GlobalAvgPool`), grouped convs without the training-only layout reorder
+    (:class:`net.layers.GroupedConv2D`), then static allocation and -- on the CPU, when MXNet has
     oneDNN -- oneDNN graph optimisation, ``optimize_for(backend='MKLDNN')``: BatchNorm folded into
     the convolution before it, conv+ReLU and conv+sum fused.  Same function: outputs agree with
     the unfused network within 2e-5 relative (tests/test_bench.py).  ``x``: an example batch on the
@@ -242,7 +243,7 @@ def hybridize_for_inference(model, x):
     rerouting the sums around oneDNN's conv+sum fusion (docs/performance.md) -- and the sentence says so.
     """
     set_fast(model, True)
-    set_pooling(model, False)
+    set_train_path(model, False)
     if x.context.device_type != 'cpu' or not _onednn_available():
         model.hybridize(static_alloc=True, static_shape=True)
         return 'inference: hybridized with static_alloc=True, static_shape=True'
