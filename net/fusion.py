@@ -32,7 +32,7 @@ from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
 from .errors import AFFError, UnknownNameError
-from .layers import GlobalAvgPool, blocks, set_train_path, sigmoid
+from .layers import GlobalAvgPool, add_hw, blocks, set_train_path, sigmoid
 
 __all__ = ['MSCAM', 'DirectAdd', 'Concat', 'AFF', 'AFFSingleLayer', 'IAFF', 'GlobalGlobal',
            'LocalLocal', 'MSGAU', 'MSSE', 'MSSA', 'MSModulatedSum', 'SE', 'GAU', 'SK',
@@ -107,7 +107,8 @@ def set_fast(block, fast=True):
     """Switch every fusion module, :class:`~net.layers.GlobalAvgPool` and
     :class:`~net.layers.GroupedConv2D` inside ``block`` to its fast (default) or its baseline path
     (``fast=False``: the official formulas evaluated pass for pass, the Pooling operator for global
-    average pooling, grouped convs without the layout reorder); same parameters, same function.  Hybridize (again) after switching: a cached graph keeps the old path.
+    average pooling, grouped convs without the layout reorder); same parameters, same function.
+    Hybridize (again) after switching: a cached graph keeps the old path.
     Returns the number of fusion modules switched."""
     set_train_path(block, fast)
     n = 0
@@ -137,9 +138,16 @@ class _Fusion(HybridBlock):
 
 class _ContextSum(_Fusion):
     """Shared machinery of the modules whose weight is sigmoid(L(.) + G(.))."""
+    #: whether the branches named local_att / global_att start with global average pooling
+    local_pool = False
+    global_pool = True
 
     def _weight(self, F, t, local_att, global_att):
-        return sigmoid(F, F.broadcast_add(local_att(t), global_att(t)))
+        loc, glo = local_att(t), global_att(t)
+        if self.fast and self.global_pool and not self.local_pool:
+            # the official broadcast_add is a slow kernel on the CPU (net.layers.add_hw)
+            return sigmoid(F, add_hw(F, loc, glo))
+        return sigmoid(F, F.broadcast_add(loc, glo))
 
 
 # --------------------------------------------------------------------------------------
@@ -205,8 +213,6 @@ class Concat(_Fusion):
 class _TwoBranchSelect(_ContextSum):
     """``Z = s * (W*Y + (1-W)*X)`` with ``W = sigmoid(A(X+Y) (+) B(X+Y))``."""
     scale = 2
-    local_pool = False
-    global_pool = True
 
     def __init__(self, channels, r=4, norm_layer=None, norm_kwargs=None, **kwargs):
         super().__init__(channels, **kwargs)

@@ -3,7 +3,7 @@
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
-__all__ = ['GlobalAvgPool', 'GroupedConv2D', 'sigmoid', 'blocks', 'set_train_path']
+__all__ = ['GlobalAvgPool', 'GroupedConv2D', 'sigmoid', 'add_hw', 'blocks', 'set_train_path']
 
 
 def blocks(block):
@@ -32,6 +32,18 @@ def sigmoid(F, x):
     """The logistic function as the official ``nn.Activation('sigmoid')`` computes it (oneDNN's
     eltwise kernel on the CPU; ``F.sigmoid`` is a much slower scalar loop, README pitfall 18)."""
     return F.Activation(x, act_type='sigmoid')
+
+
+def add_hw(F, x, v):
+    """``x + v`` with ``v`` (N x C x 1 x 1) repeated over the H x W of ``x`` (N x C x H x W): the
+    (+) of Eq. 3, as a rank-1 matrix product with a row of ones plus an element-wise add -- the
+    same values (every element is ``x + v * 1``).  Why: MXNet 1.9.1's CPU ``broadcast_add`` of a
+    per-channel vector to a map is a slow generic broadcast kernel, and so is its backward's
+    reduction; this is faster although it writes one more full-size tensor (AFF / iAFF-ResNet-20 b1
+    training step 7 % / 6 % faster, medians of 25 interleaved steps; inference +3 %, within noise)."""
+    flat = F.reshape(x, shape=(-3, -1))                                  # (N*C) x (H*W)
+    ones = F.ones_like(F.slice_axis(flat, axis=0, begin=0, end=1))       # 1 x (H*W), no gradient
+    return F.reshape_like(flat + F.dot(F.reshape(v, shape=(-1, 1)), ones), x)
 
 
 class GlobalAvgPool(HybridBlock):

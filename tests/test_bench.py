@@ -100,9 +100,9 @@ def test_global_avg_pool_paths_agree_and_are_switched(seeded):
 
 
 def _ops(block, x):
-    """Operator names of ``block``'s hybridized graph for input ``x``."""
+    """Operator names of ``block``'s hybridized graph for input ``x`` (a list: several inputs)."""
     block.hybridize()
-    block(x)
+    block(*(x if isinstance(x, list) else [x]))
     sym = block._cached_graph[1]
     return [n['op'] for n in json.loads(sym.tojson())['nodes']]
 
@@ -141,6 +141,49 @@ def test_grouped_conv_reorder_is_the_same_conv_and_is_switched(groups, reorders,
     assert np.array_equal(outs[0], outs[1])
     for a, b in zip(grads[0], grads[1]):
         assert rel_err(b, a) < 1e-6
+
+
+@pytest.mark.parametrize('shape', [(3, 5, 4, 6), (2, 8, 1, 1)])
+def test_add_hw_is_the_broadcast_add_forward_and_backward(shape, seeded):
+    """net.layers.add_hw (the fast (+) of Eq. 3): equal to broadcast_add, gradients included."""
+    from net.layers import add_hw
+    x = mx.nd.random.normal(shape=shape)
+    v = mx.nd.random.normal(shape=shape[:2] + (1, 1))
+    head = mx.nd.random.normal(shape=shape)
+    results = []
+    for fn in (lambda F, a, b: F.broadcast_add(a, b), add_hw):
+        xi, vi = x.copy(), v.copy()
+        xi.attach_grad()
+        vi.attach_grad()
+        with mx.autograd.record():
+            out = fn(mx.nd, xi, vi)
+        out.backward(head)
+        results.append((out.asnumpy(), xi.grad.asnumpy(), vi.grad.asnumpy()))
+    assert np.array_equal(results[0][0], results[1][0])          # v * 1 is exact
+    assert np.array_equal(results[0][1], results[1][1])
+    assert rel_err(results[1][2], results[0][2]) < 1e-6           # a sum over H x W either way
+
+
+@pytest.mark.parametrize('cls,uses', [(AFF, True), (IAFF, True), (GlobalGlobal, False)])
+def test_fast_context_sum_uses_add_hw_and_the_baseline_broadcast_add(cls, uses):
+    from mxnet.gluon import nn as gnn
+
+    class Wrap(gnn.HybridBlock):
+        def __init__(self):
+            super().__init__()
+            with self.name_scope():
+                self.f = cls(8)
+
+        def hybrid_forward(self, F, a, b):
+            return self.f(a, b)
+    block = Wrap()
+    block.initialize()
+    x = mx.nd.random.uniform(shape=(2, 8, 4, 4))
+    fast_ops = _ops(block, [x, x])
+    assert ('dot' in fast_ops) is uses and ('broadcast_add' in fast_ops) is not uses
+    set_fast(block, False)
+    base_ops = _ops(block, [x, x])
+    assert 'dot' not in base_ops and 'broadcast_add' in base_ops
 
 
 def test_resnext_blocks_use_the_reordering_grouped_conv_and_inference_drops_it():
