@@ -6,11 +6,13 @@ Usage: python -m utils.bench --model NAME [--batch-size B] [--input-size S] [--j
 
 The suite (no --model) measures, per model at its recipe's batch and input size: the BASELINE (the
 official module structure with every fast path off, `net.fusion.set_fast(block, False)`: the official
-fusion formulas pass for pass, global average pooling through MXNet's Pooling operator; plain
-`hybridize()` for training and inference) and the FAST path (the default modules: fewer-pass fusion
-formulas and global average pooling as a mean, `net.layers.GlobalAvgPool`; training hybridized as the
-scripts do on the CPU, i.e. without static_alloc; inference through `utils.train.hybridize_for_inference`:
-Pooling again, oneDNN `optimize_for` with conv+BN(+ReLU/+sum) folding and static_alloc; intermediate
+fusion formulas pass for pass with broadcast_add for the (+) of Eq. 3, global average pooling through
+MXNet's Pooling operator, grouped convs as plain Conv2D; plain `hybridize()` for training and inference)
+and the FAST path (the default modules: fewer-pass fusion formulas, the (+) as `net.layers.add_hw`,
+global average pooling as a mean, `net.layers.GlobalAvgPool`, grouped convs of group width 4/8 with
+plain-layout copies, `net.layers.GroupedConv2D`; training hybridized as the scripts do on the CPU, i.e.
+without static_alloc; inference through `utils.train.hybridize_for_inference`: Pooling again, grouped
+convs without the copies, oneDNN `optimize_for` with conv+BN(+ReLU/+sum) folding and static_alloc; intermediate
 columns without optimize_for / static_alloc), windows interleaved so that both see the same
 load; each fusion's time overhead over its plain host next to its FLOPs overhead (utils.flops, MACs);
 and data-pipeline images/s on one core (CIFAR standard augmentation, with AutoAugment; ImageNet

@@ -277,10 +277,7 @@ def _md(header, rows):
 
 
 def _path_mark(r):
-    if r.get("onednn_error"):
-        return " ‡"
-    # records written before the rerouting was dropped (it was slower than static_alloc alone)
-    return " †" if "outside conv+sum" in (r.get("inference_path") or "") else ""
+    return " ‡" if r.get("onednn_error") else ""
 
 
 def markdown_tables(rec):
@@ -307,9 +304,8 @@ def markdown_tables(rec):
     out.append(_md(["model", "batch", "input", "train base", "train fast", "train x", "infer base",
                     "infer fast fusions", "+static_alloc", "+oneDNN (fast)", "infer x", "max rel err"], rows))
     if any(_path_mark(r) for r in rec["models"]):
-        out += ["", "† oneDNN optimisation with the residual sums rerouted around its conv+sum fusion (MXNet 1.9.1 "
-                "bug; slower than static_alloc alone, so `utils.train.hybridize_for_inference` no longer does it); "
-                "‡ optimize_for failed: static_alloc only."]
+        out += ["", "‡ optimize_for failed (MXNet 1.9.1's conv+sum bug, README pitfall 17): the inference path "
+                "keeps static_alloc only, so the column repeats the static_alloc path."]
     if rec["fusion_overhead"]:
         out.append("")
         rows = [[r["model"], r["host"], f"{100 * r['flops']['macs']:+.2f}%",
