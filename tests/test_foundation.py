@@ -199,6 +199,9 @@ def test_bench_writes_a_json_record(tmp_path):
     assert rec["threads"] == os.environ.get("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
     assert rec["mxnet_version"] == "1.9.1" and isinstance(rec["mkldnn"], bool)
     assert rec["machine"]["cpu_model"] and rec["machine"]["usable_cores"] >= 1
+    # a process that loaded MXNet and trained holds more than 50 MiB, and less than the machine has
+    assert 0.05 < rec["peak_rss_gib_after_train"] < rec["machine"]["mem_total_gib"]
+    assert f"peak memory (RSS) after the training windows: {rec['peak_rss_gib_after_train']:.2f} GiB" in res.stdout
     host = socket.gethostname()
     if len(host) >= 4:
         assert host not in out.read_text()

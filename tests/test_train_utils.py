@@ -212,6 +212,20 @@ def test_hybridize_for_training_keeps_batchnorm_statistics_exact_on_cpu():
     assert 'without static_alloc' in note
 
 
+def test_hybridize_for_training_on_gpus_switches_the_cpu_workarounds_off():
+    """Hybridizing needs no device, so the GPU branch runs here: static_alloc, and the oneDNN
+    workarounds of net.layers (mean pooling, grouped-conv copies) off; on the CPU they stay on."""
+    from net.layers import GlobalAvgPool, GroupedConv2D, blocks
+    for ctx, on in (([mx.cpu()], True), ([mx.gpu(0), mx.gpu(1)], False)):
+        model = net.get_model('cifar_aff_resnext38_32x4d', classes=10)
+        note = T.hybridize_for_training(model, ctx)
+        layers = [b for b in blocks(model) if isinstance(b, (GlobalAvgPool, GroupedConv2D))]
+        # 12 grouped convs; 12 AFF global branches + the head pool
+        assert len(layers) == 12 + 12 + 1 and all(b.fast is on for b in layers)
+        assert dict(model._flags).get('static_alloc', False) is not on
+        assert ('layout copies) off' in note) is not on
+
+
 @pytest.mark.parametrize('kv,expected', [('device', None), ('local', None),
                                          ('dist_sync', True), ('dist_device_sync', True),
                                          ('dist_async', True)])

@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from datetime import datetime, timezone
 
@@ -162,6 +163,16 @@ def machine():
             "logical_cpus": os.cpu_count(), "usable_cores": cores, "mem_total_gib": mem_gib}
 
 
+def peak_rss_gib():
+    """This process's peak resident memory so far in GiB (Linux/macOS), else None."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**30 if sys.platform == "darwin" else 2**20), 2)   # bytes on macOS, KiB on Linux
+
+
 def load_average():
     """The 1-minute load average: other busy processes on a 2-core machine distort the timings."""
     try:
@@ -180,6 +191,7 @@ def run(args):
     x = mx.nd.random.uniform(shape=(args.batch_size, 3, size, size), ctx=ctx)
 
     train_times = timed_windows(train_step_fn(block, x, classes), args.warmup, args.windows, args.iters)
+    train_rss = peak_rss_gib()
     note = hybridize_for_inference(block, x) if args.hybridize else "imperative"
 
     def infer():
@@ -191,6 +203,7 @@ def run(args):
         "hybridize": args.hybridize, "warmup": args.warmup, "windows": args.windows, "iters": args.iters,
         "train": summarise(train_times, args.batch_size, args.iters),
         "inference": summarise(infer_times, args.batch_size, args.iters), "inference_path": note,
+        "peak_rss_gib_after_train": train_rss,
     }
     rec.update(environment(load_start))
     return rec
@@ -224,6 +237,8 @@ def format_record(rec):
         r = rec[phase]
         lines.append(f"{phase:<10} {r['images_per_s']:9.1f} {r['min_images_per_s']:9.1f} "
                      f"{r['max_images_per_s']:9.1f}")
+    if rec.get("peak_rss_gib_after_train") is not None:
+        lines.append(f"peak memory (RSS) after the training windows: {rec['peak_rss_gib_after_train']:.2f} GiB")
     return "\n".join(lines)
 
 

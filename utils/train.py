@@ -212,10 +212,15 @@ def hybridize_for_training(model, ctx):
     and under ``static_alloc`` the parameter arrays then show stale values (zeros, or those of
     earlier steps; measured, tests/test_train_utils.py), so checkpoints and the statistics of
     multi-context runs go wrong.  Plain ``hybridize()`` matches imperative execution exactly.
+    On GPUs the training-only workarounds of :mod:`net.layers` for MXNet's CPU (oneDNN) kernels --
+    global average pooling as a mean, layout copies around grouped convs -- are switched off
+    (:func:`net.layers.set_train_path`): the official layers, as in the official runs.
     """
     if all(c.device_type == 'gpu' for c in ctx):
+        set_train_path(model, False)
         model.hybridize(static_alloc=True, static_shape=True)
-        return 'hybridized with static_alloc=True, static_shape=True'
+        return ('hybridized with static_alloc=True, static_shape=True; the CPU workarounds of '
+                'net.layers (mean pooling, grouped-conv layout copies) off')
     model.hybridize()
     return ('hybridized without static_alloc: on the CPU it leaves stale BatchNorm moving '
             'statistics in MXNet 1.9.1')
