@@ -35,10 +35,12 @@ SUITE = [
     ("cifar_iaff_resnet20_b1", 128, "cifar_add_resnet20_b1"),
     ("cifar_aff_resnet32", 128, None),
     ("cifar_aff_resnext38_32x4d", 128, None),
+    ("cifar_aff_resnext47_32x4d", 128, None),
     ("resnet50", 128, None),
     ("aff_resnet50", 128, "resnet50"),
     ("iaff_resnet50", 128, "resnet50"),
     ("aff_resnext50_32x4d", 128, None),
+    ("iaff_resnext50_32x4d", 128, None),
 ]
 #: inference windows run this many times --iters: a forward pass is ~3-5x quicker than a training step,
 #: and windows of a tenth of a second gave medians that moved by 30 % between runs
