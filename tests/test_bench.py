@@ -76,6 +76,18 @@ def test_inference_path_matches_the_unfused_network(name, seeded):
     assert rel_err(fused(x5).asnumpy(), base(x5).asnumpy()) <= 2e-5
 
 
+def _forward_backward(fn, inputs, head):
+    """``fn(*inputs)`` recorded on fresh copies of ``inputs`` and back-propagated from ``head``:
+    (output, [input gradients]) as NDArrays."""
+    copies = [a.copy() for a in inputs]
+    for a in copies:
+        a.attach_grad()
+    with mx.autograd.record():
+        out = fn(*copies)
+    out.backward(head)
+    return out, [a.grad for a in copies]
+
+
 def test_global_avg_pool_paths_agree_and_are_switched(seeded):
     from net.layers import GlobalAvgPool, set_train_path
     mean, pool = GlobalAvgPool(), GlobalAvgPool(fast=False)
@@ -83,12 +95,8 @@ def test_global_avg_pool_paths_agree_and_are_switched(seeded):
     grads = []
     for block in (mean, pool):
         block.hybridize()
-        xi = x.copy()
-        xi.attach_grad()
-        with mx.autograd.record():
-            out = block(xi)
-        out.backward(mx.nd.arange(64).reshape(4, 16, 1, 1))
-        grads.append(xi.grad.asnumpy())
+        out, (grad,) = _forward_backward(block, [x], mx.nd.arange(64).reshape(4, 16, 1, 1))
+        grads.append(grad.asnumpy())
         assert out.shape == (4, 16, 1, 1)
     # float32 sums of 784 values in different orders (typical rounding ~ sqrt(784) * 6e-8)
     assert rel_err(mean(x).asnumpy(), x.asnumpy().mean(axis=(2, 3), keepdims=True)) < 1e-5
@@ -131,13 +139,9 @@ def test_grouped_conv_reorder_is_the_same_conv_and_is_switched(groups, reorders,
     outs, grads = [], []
     for block in (ref, conv):
         block.hybridize()
-        xi = x.copy()
-        xi.attach_grad()
-        with mx.autograd.record():
-            out = block(xi)
-        out.backward(head)
+        out, (grad,) = _forward_backward(block, [x], head)
         outs.append(out.asnumpy())
-        grads.append((xi.grad.asnumpy(), block.weight.grad().asnumpy()))
+        grads.append((grad.asnumpy(), block.weight.grad().asnumpy()))
     assert np.array_equal(outs[0], outs[1])
     for a, b in zip(grads[0], grads[1]):
         assert rel_err(b, a) < 1e-6
@@ -151,14 +155,9 @@ def test_add_hw_is_the_broadcast_add_forward_and_backward(shape, seeded):
     v = mx.nd.random.normal(shape=shape[:2] + (1, 1))
     head = mx.nd.random.normal(shape=shape)
     results = []
-    for fn in (lambda F, a, b: F.broadcast_add(a, b), add_hw):
-        xi, vi = x.copy(), v.copy()
-        xi.attach_grad()
-        vi.attach_grad()
-        with mx.autograd.record():
-            out = fn(mx.nd, xi, vi)
-        out.backward(head)
-        results.append((out.asnumpy(), xi.grad.asnumpy(), vi.grad.asnumpy()))
+    for fn in (mx.nd.broadcast_add, lambda a, b: add_hw(mx.nd, a, b)):
+        out, (gx, gv) = _forward_backward(fn, [x, v], head)
+        results.append((out.asnumpy(), gx.asnumpy(), gv.asnumpy()))
     assert np.array_equal(results[0][0], results[1][0])          # v * 1 is exact
     assert np.array_equal(results[0][1], results[1][1])
     assert rel_err(results[1][2], results[0][2]) < 1e-6           # a sum over H x W either way
