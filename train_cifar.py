@@ -12,24 +12,22 @@ Quick start (no download, a few minutes on two CPU cores):
     python train_cifar.py --dataset digits
 """
 import argparse
-import json
 import logging
 import os
 import sys
-import time
 
 import utils  # noqa: F401  (thread settings before mxnet)
-from utils.cli import run_main
+from utils.cli import (Parser, epoch_list, epochs_of, nonneg_float, nonneg_int, positive_float,
+                       positive_int, run_main, seed_int)
 
 import mxnet as mx  # noqa: E402
-import numpy as np  # noqa: E402
 
 import net  # noqa: E402
 from net.errors import AFFError  # noqa: E402
-from net.model_store import load_params  # noqa: E402
 from utils import train as T  # noqa: E402
-from utils.checkpoint import Checkpoints as CheckpointSet, save_params_atomic  # noqa: E402
-from utils.logs import EpochCSV, EpochLogger, plot_history  # noqa: E402
+from utils.checkpoint import CheckpointSet  # noqa: E402
+from utils.engine import (Classification, Engine, count_params, open_run_logs,  # noqa: E402
+                          probe_writable, start_from)
 from utils.recipes import CIFAR_RECIPES, resolve  # noqa: E402
 
 #: 806562e ``--model`` values (spec §2.5) -> (blocks per stage)
@@ -38,49 +36,52 @@ PAPER_RESNEXT = {'resnext29_32x4d': 3, 'resnext38_32x4d': 4, 'resnext47_32x4d': 
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
-        prog='train_cifar.py', description=__doc__.split('\n')[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(prog='train_cifar.py', description=__doc__.split('\n')[0],
+               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     a = p.add_argument
     # ---- the official HEAD options (spec §4.2): same names, defaults and meanings
     a('--dataset', default='cifar100', help='cifar10, cifar100 or digits (embedded quick start)')
-    a('--batch-size', type=int, default=128, help='per device')
+    a('--batch-size', type=positive_int, default=128, help='per device')
     a('--askc-type', default='xxx', help='fusion: official mode string or paper name')
-    a('--channel-times', type=int, default=4, help='width multiplier of [16,16,32,64]')
-    a('--blocks', type=int, default=1, help='blocks per stage')
-    a('--start-layer', type=int, default=1, help='stages before it use plain addition')
+    a('--channel-times', type=positive_int, default=4, help='width multiplier of [16,16,32,64]')
+    a('--blocks', type=positive_int, default=1, help='blocks per stage')
+    a('--start-layer', type=nonneg_int, default=1, help='stages before it use plain addition')
     a('--summary', action='store_true', help='print the parameter table and exit')
     a('--gpus', default='0,1,2,3', help='GPU ids ("" = CPU); the default becomes the CPU, '
       'with a log line, when MXNet sees no GPU')
     a('--model', default='resnet', help='resnet, resnext, an 806562e name '
       '(resnext29_32x4d ...) or any registry name (python -m utils.models --all)')
-    a('-j', '--num-data-workers', dest='num_workers', type=int, default=96,
+    a('-j', '--num-data-workers', dest='num_workers', type=nonneg_int, default=96,
       help='data-loading processes (capped to the usable cores, with a log line)')
-    a('--num-epochs', type=int, default=640)
-    a('--lr', type=float, default=0.2)
-    a('--momentum', type=float, default=0.9)
-    a('--wd', type=float, default=1e-4)
-    a('--lr-decay', type=float, default=0.1)
-    a('--lr-decay-period', type=int, default=0)
-    a('--lr-decay-epoch', default='300,450')
+    a('--num-epochs', type=positive_int, default=640)
+    a('--lr', type=positive_float, default=0.2)
+    a('--momentum', type=nonneg_float, default=0.9)
+    a('--wd', type=nonneg_float, default=1e-4)
+    a('--lr-decay', type=positive_float, default=0.1)
+    a('--lr-decay-period', type=nonneg_int, default=0,
+      help='decay every N epochs instead of at --lr-decay-epoch (0: off)')
+    a('--lr-decay-epoch', type=epoch_list, default='300,450',
+      help='step decay epochs (shifted by --warmup-epochs, as the official script)')
     a('--drop-rate', type=float, default=0.0, help='unused, as in the official script')
     a('--mode', default='hybrid', help='hybrid (static graph) or imperative')
-    a('--save-period', type=int, default=10, help='epochs between periodic checkpoints (0: off)')
+    a('--save-period', type=nonneg_int, default=10, help='epochs between periodic checkpoints (0: off)')
     a('--save-dir', default='params')
     a('--logging-dir', default='logs')
     a('--resume-from', default=None, help='a checkpoint of ours (continues its schedule) or '
       'any .params file (weights only, schedule from epoch 0, as the official script)')
     a('--save-plot-dir', default='.')
     a('--mixup', action='store_true')
-    a('--mixup-alpha', type=float, default=1.0)
-    a('--mixup-off-epoch', type=int, default=40, help='no mixup in the last N epochs')
+    a('--mixup-alpha', type=positive_float, default=1.0,
+      help='Beta(alpha, alpha) of the mixing weight')
+    a('--mixup-off-epoch', type=nonneg_int, default=40, help='no mixup in the last N epochs')
     a('--auto_aug', action='store_true', help='AutoAugment (CIFAR-10 policy) before crop/flip')
     a('--label-smoothing', action='store_true', help='epsilon 0.1')
     a('--cosine', action='store_true', help='warmup + cosine (else per-epoch step decay)')
     a('--no-wd', action='store_true', help='no weight decay on BN gamma/beta and biases '
       '(only with --cosine, as the official script)')
     a('--warmup-lr', type=float, default=0.0, help='unused, as in the official script')
-    a('--warmup-epochs', type=int, default=10)
+    a('--warmup-epochs', type=nonneg_int, default=10,
+      help='linear warmup epochs (cosine mode; they also shift the step epochs)')
     a('--deep-stem', action='store_true')
     # ---- additions
     a('--recipe', default=None, choices=sorted(CIFAR_RECIPES),
@@ -91,14 +92,14 @@ def build_parser():
       '$MXNET_HOME/datasets/<dataset> or ~/.mxnet/datasets/<dataset>]')
     a('--label-mode', default='fine', choices=['fine', 'coarse'],
       help='CIFAR-100 labels: 100 fine classes or the 20 superclasses (the paper\'s numbers)')
-    a('--classes', type=int, default=None,
+    a('--classes', type=positive_int, default=None,
       help='classifier outputs (default: the number of labels; the official runs used 100 '
       'outputs for the 20 superclasses)')
     a('--era', default='head', choices=['head', 'paper'],
       help='host code of --model resnet/resnext: open-aff HEAD or the 806562e paper commit')
     a('--init', default='xavier', choices=['xavier', 'kaiming'])
-    a('--seed', type=int, default=0)
-    a('--num-cpu-contexts', type=int, default=1, help='CPU devices when training on the CPU')
+    a('--seed', type=seed_int, default=0)
+    a('--num-cpu-contexts', type=positive_int, default=1, help='CPU devices when training on the CPU')
     a('--optimizer', default='nag', choices=['nag', 'sgd'],
       help='nag (Nesterov, the official scripts) or sgd (plain momentum SGD: the '
       'AFINet and ACmix recipes)')
@@ -179,61 +180,36 @@ def validate(args):
     if args.dataset == 'cifar10' and args.label_mode == 'coarse':
         raise AFFError('--label-mode coarse exists only for CIFAR-100; drop it or use '
                        '--dataset cifar100')
-    if args.mixup_off_epoch < 0:
-        raise AFFError('--mixup-off-epoch must be >= 0, got %d' % args.mixup_off_epoch)
-    for name in ('batch_size', 'num_epochs'):
-        if getattr(args, name) < 1:
-            raise AFFError('--%s must be >= 1' % name.replace('_', '-'))
     if args.mode not in ('hybrid', 'imperative'):
         raise AFFError("--mode must be 'hybrid' or 'imperative', got %r" % args.mode)
-    try:
-        args.decay_epochs = [int(e) for e in args.lr_decay_epoch.split(',') if e.strip()]
-    except ValueError:
-        raise AFFError('--lr-decay-epoch %r is not a comma-separated list of epochs'
-                       % args.lr_decay_epoch) from None
     if args.model in ('resnet', 'resnext'):
-        net.fusion.canonical_fusion(args.askc_type)  # unknown --askc-type -> listed names
+        fusion = net.fusion.canonical_fusion(args.askc_type)  # unknown -> listed names
+        if args.start_layer > 3 and fusion != net.fusion.canonical_fusion('DirectAdd'):
+            raise AFFError('--start-layer %d leaves none of the 3 stages with %s; use 1, 2 or 3 '
+                           '(or --askc-type DirectAdd for the plain network)'
+                           % (args.start_layer, args.askc_type))
 
 
-# --------------------------------------------------------------------------- checkpoints
-class Checkpoints(CheckpointSet):
-    """Last and periodic checkpoints, plus the best one under its official name."""
+# --------------------------------------------------------------------------- schedule
+def schedule(args, iters, notes):
+    """Warmup + cosine per iteration (GluonCV), or the official per-epoch step decay at
+    ``--lr-decay-epoch`` (or every ``--lr-decay-period``) minus ``--warmup-epochs``."""
+    if args.cosine:
+        return T.lr_schedule('cosine', args.lr, args.num_epochs, iters,
+                             warmup_epochs=args.warmup_epochs)
+    decays = list(range(args.lr_decay_period, args.num_epochs, args.lr_decay_period)) \
+        if args.lr_decay_period > 0 else epochs_of(args.lr_decay_epoch)
+    decays = [e - args.warmup_epochs for e in decays]
+    if args.warmup_epochs:
+        notes.append('step decay at epochs %s: --lr-decay-epoch %s shifted by --warmup-epochs %d '
+                     'without any warmup, as the official script does'
+                     % (decays, args.lr_decay_epoch, args.warmup_epochs))
+    return T.EpochStepLR(args.lr, args.num_epochs, iters, decays, args.lr_decay)
 
-    def best(self, model, acc):
-        return save_params_atomic(model, os.path.join(self.dir, '%.4f-%s-best.params'
-                                                      % (acc, self.name)))
 
-
-def resume_meta(path):
-    """The metadata of one of our checkpoints, or None for a bare .params file."""
-    stem = path[:-len('.params')] if path.endswith('.params') else path
-    if os.path.isfile(stem + '.json') and os.path.isfile(stem + '.states'):
-        with open(stem + '.json') as f:
-            return stem, json.load(f)
-    return stem, None
-
-
-# --------------------------------------------------------------------------- main
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
-    args, sources = resolve(parser, argv, CIFAR_RECIPES,
-                            lambda a: 'quickstart' if a.dataset == 'digits' else 'official')
-    validate(args)
-    T.seed_everything(args.seed)
+def _notes(args, sources, classes, label_classes):
+    """The log lines that explain this configuration."""
     notes = []
-
-    # devices
-    ctx, more = T.script_contexts(args.gpus, sources['gpus'], args.num_cpu_contexts)
-    notes += more
-    workers, note = T.capped_workers(args.num_workers)
-    notes += [note] if note else []
-
-    xtr, ytr, xte, yte, mean, std, label_classes = load_data(args)
-    classes = args.classes or label_classes
-    if classes < label_classes:
-        raise AFFError('--classes %d is smaller than the %d labels of %s; use --classes %d or more'
-                       % (classes, label_classes, args.dataset, label_classes))
     if classes != label_classes:
         notes.append('WARNING: the classifier has %d outputs but the labels take only %d values '
                      '(%s %s labels) -- the official 100-output head on the 20 superclasses; '
@@ -245,147 +221,76 @@ def main(argv=None):
                      if args.label_mode == 'coarse' else ''))
     if args.skip_checksum:
         notes.append('CIFAR file checksums NOT verified (--skip-checksum)')
-
-    model = build_net(args, classes)
-    name = model_name(args)
-    if args.summary:
-        counts = _counts(model)
-        print('%s: %d tensors, %d parameters, %d trainable' % ((name,) + counts))
-        return 0
-
-    total_batch = args.batch_size * len(ctx)
-    iters = len(xtr) // total_batch
     if sources['warmup_epochs'] != 'flag' and args.warmup_epochs >= args.num_epochs:
         # a short run (--num-epochs 1) should not fail on a warmup nobody asked for
         notes.append('--warmup-epochs %d (%s) shortened to %d to fit --num-epochs %d'
                      % (args.warmup_epochs, sources['warmup_epochs'], args.num_epochs - 1,
                         args.num_epochs))
         args.warmup_epochs = args.num_epochs - 1
-    if args.cosine:
-        sched = T.lr_schedule('cosine', args.lr, args.num_epochs, iters,
-                              warmup_epochs=args.warmup_epochs)
-    else:
-        decays = [e - args.warmup_epochs for e in args.decay_epochs]
-        if args.warmup_epochs:
-            notes.append('step decay at epochs %s: --lr-decay-epoch %s shifted by '
-                         '--warmup-epochs %d without any warmup, as the official script does'
-                         % (decays, args.lr_decay_epoch, args.warmup_epochs))
-        sched = T.lr_schedule('step', args.lr, args.num_epochs, iters, decay_epochs=decays,
-                              decay_factor=args.lr_decay,
-                              decay_period=args.lr_decay_period)
     if args.mixup and args.mixup_off_epoch >= args.num_epochs:
         notes.append('--mixup-off-epoch %d >= --num-epochs %d: mixup is never applied (official '
                      'semantics; the targets are still dense)' % (args.mixup_off_epoch,
                                                                   args.num_epochs))
     if args.no_wd and not args.cosine:
         notes.append('--no-wd has no effect without --cosine (official behaviour)')
+    return notes
 
+
+# --------------------------------------------------------------------------- main
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args, sources = resolve(build_parser(), argv, CIFAR_RECIPES,
+                            lambda a: 'quickstart' if a.dataset == 'digits' else 'official')
+    validate(args)
+    T.seed_everything(args.seed)
+    ctx, notes = T.script_contexts(args.gpus, sources['gpus'], args.num_cpu_contexts)
+    workers, note = T.capped_workers(args.num_workers)
+    notes += [note] if note else []
+    xtr, ytr, xte, yte, mean, std, label_classes = load_data(args)
+    classes = args.classes or label_classes
+    if classes < label_classes:
+        raise AFFError('--classes %d is smaller than the %d labels of %s; use --classes %d or more'
+                       % (classes, label_classes, args.dataset, label_classes))
+    notes += _notes(args, sources, classes, label_classes)
+    model, name = build_net(args, classes), model_name(args)
+    if args.summary:
+        print('%s: %d tensors, %d parameters, %d trainable' % ((name,) + count_params(model)))
+        return 0
+    total_batch = args.batch_size * len(ctx)
+    iters = len(xtr) // total_batch
+    sched = schedule(args, iters, notes)
+    probe_writable(('--save-dir', args.save_dir), ('--logging-dir', args.logging_dir),
+                   ('--save-plot-dir', args.save_plot_dir))
     model.initialize(T.initializer(args.init), ctx=ctx)
     if args.mode == 'hybrid':
         notes.append(T.hybridize_for_training(model, ctx))
     trainer = T.make_trainer(model, sched, args.lr, args.wd, args.momentum,
                              no_wd=args.no_wd and args.cosine, optimizer=args.optimizer)
-
-    ckpt = Checkpoints(args.save_dir, name)
-    start_epoch, best_acc = 0, 0.0
-    if args.resume_from:
-        path = os.path.expanduser(args.resume_from)
-        if not os.path.isfile(path):
-            raise AFFError('--resume-from %s does not exist' % path)
-        stem, meta = resume_meta(path)
-        load_params(model, stem + '.params' if meta else path, ctx=ctx)
-        if meta:
-            if meta.get('model_name') != name:
-                raise AFFError('%s is a checkpoint of %s, not of %s; resume it with the same '
-                               'options' % (path, meta.get('model_name'), name))
-            T.load_trainer_states(trainer, stem + '.states')
-            start_epoch, best_acc = meta['epoch'] + 1, meta['best_acc']
-            notes.append('resumed %s: epoch %d onwards, update %d, best %.4f' % (
-                stem, start_epoch, trainer._optimizer.num_update, best_acc))
-        else:
-            notes.append('loaded weights from %s; the schedule starts at epoch 0 (official '
-                         '--resume-from)' % path)
-
-    os.makedirs(args.logging_dir, exist_ok=True)
-    config = dict(vars(args))
-    config.pop('decay_epochs', None)
-    log = EpochLogger(os.path.join(args.logging_dir, 'train_%s.log' % name), config,
-                      stream=sys.stdout)
-    log.setup(sources, notes)
-    log.info('%d training images, %d test images, %d iterations per epoch of %d images'
-             % (len(xtr), len(xte), iters, total_batch))
-    csv = EpochCSV(os.path.join(args.logging_dir, 'train_%s.csv' % name),
-                   ['epoch', 'train', 'train_metric_name', 'val', 'loss', 'lr', 'time'])
-
-    train_data, test_data = _loaders(args, xtr, ytr, xte, yte, mean, std, total_batch, workers)
-
-    try:
-        best_acc = _train(args, model, trainer, ckpt, log, csv, train_data, test_data, ctx,
-                          classes, iters, total_batch, start_epoch, best_acc, name, config)
-        log.info('best val=%.4f' % best_acc)
-    finally:
-        log.close()
-        csv.close()
+    config = {k: v for k, v in vars(args).items() if k != 'decay_epochs'}
+    ckpt = CheckpointSet(args.save_dir, name)
+    Engine.clean(ckpt, notes)
+    task = Classification('cifar', classes, args.num_epochs,
+                          smoothing=0.1 if args.label_smoothing else 0.0, mixup=args.mixup,
+                          mixup_alpha=args.mixup_alpha, mixup_off_epoch=args.mixup_off_epoch,
+                          input_grad=True)
+    logs = os.path.join(args.logging_dir, 'train_%s' % name)
+    engine = Engine(task, model, trainer, ctx, iters, total_batch, args.num_epochs, ckpt, config,
+                    best='params', save_period=args.save_period,
+                    plot=(logs + '.csv', os.path.join(args.save_plot_dir, '%s_history.png' % name),
+                          name))
+    resume = start_from(engine, args.resume_from, '--resume-from', model, ctx, notes)
+    with open_run_logs(logs + '.log', logs + '.csv', config, sources, notes + resume.notes,
+                       'cifar', CSV_FIELDS, resume.start_epoch) as (log, csv):
+        log.info('%d training images, %d test images, %d iterations per epoch of %d images'
+                 % (len(xtr), len(xte), iters, total_batch))
+        engine.log, engine.csv = log, csv
+        train_data, test_data = _loaders(args, xtr, ytr, xte, yte, mean, std, total_batch, workers)
+        best = engine.fit(train_data, test_data, resume.start_epoch, resume.best)
+        log.info('best val=%.4f' % best)
     return 0
 
 
-def _train(args, model, trainer, ckpt, log, csv, train_data, test_data, ctx, classes, iters,
-           total_batch, start_epoch, best_acc, name, config):
-    """The epoch loop of the official script; returns the best validation accuracy."""
-    loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
-    eps = 0.1 if args.label_smoothing else 0.0
-    show_bar = sys.stderr.isatty()
-    for epoch in range(start_epoch, args.num_epochs):
-        tic = time.time()
-        metric = mx.metric.RMSE() if args.mixup else mx.metric.Accuracy()
-        loss_sum, seen = 0.0, 0
-        mix_on = args.mixup and epoch < args.num_epochs - args.mixup_off_epoch
-        batches = T.progress(train_data, iters, 'epoch %d' % epoch, show_bar)
-        for data, label in batches:
-            lam = np.random.beta(args.mixup_alpha, args.mixup_alpha) if mix_on else 1.0
-            xs, ys = T.split(data, ctx), T.split(label, ctx)
-            targets = [T.smooth_one_hot(y, classes, eps) for y in ys]
-            if args.mixup:
-                pairs = [T.mixup(x, t, lam) for x, t in zip(xs, targets)]
-                xs, targets = [p[0] for p in pairs], [p[1] for p in pairs]
-            for x in xs:
-                # MXNet updates BatchNorm moving statistics in the backward pass, which it
-                # prunes for the parameter-free input BN unless the input needs a gradient:
-                # without this the input BN's statistics would stay 0/1 (see README)
-                x.attach_grad()
-            outs, losses = T.train_step(model, loss_fn, trainer, xs, targets, total_batch)
-            loss_sum += sum(l.sum().asscalar() for l in losses)
-            seen += total_batch
-            if args.mixup:
-                metric.update(targets, [mx.nd.softmax(o) for o in outs])
-            else:
-                metric.update(ys, outs)
-        _, train_value = metric.get()
-        val_acc = _evaluate(model, test_data, ctx)
-        lr_now = trainer.learning_rate
-        elapsed = time.time() - tic
-        log.epoch(epoch, train=train_value, val=val_acc, loss=loss_sum / max(seen, 1),
-                  lr=lr_now, time=elapsed)
-        csv.append(dict(epoch=epoch, train=train_value, train_metric_name=metric.get()[0],
-                       val=val_acc, loss=loss_sum / max(seen, 1), lr=lr_now, time=elapsed))
-        if val_acc > best_acc:
-            best_acc = val_acc
-            ckpt.best(model, best_acc)
-        meta = dict(epoch=epoch, best_acc=best_acc, model_name=name,
-                    num_update=trainer._optimizer.num_update, config=config)
-        ckpt.save('last', model, trainer, meta)
-        if args.save_period and (epoch + 1) % args.save_period == 0:
-            ckpt.save('%04d' % epoch, model, trainer, meta)
-        plot_history(os.path.join(args.logging_dir, 'train_%s.csv' % name),
-                     os.path.join(args.save_plot_dir, '%s_history.png' % name), title=name)
-    return best_acc
-
-
-def _counts(model):
-    params = model._collect_params_with_prefix()
-    size = lambda p: int(np.prod(p.shape))  # noqa: E731
-    return (len(params), sum(size(p) for p in params.values()),
-            sum(size(p) for p in params.values() if p.grad_req != 'null'))
+CSV_FIELDS = ['epoch', 'train', 'train_metric_name', 'val', 'loss', 'lr', 'time']
 
 
 def _loaders(args, xtr, ytr, xte, yte, mean, std, total_batch, workers):
@@ -401,14 +306,6 @@ def _loaders(args, xtr, ytr, xte, yte, mean, std, total_batch, workers):
                                                             flip=args.dataset != 'digits'))
     test = D.make_loader(test_set, total_batch, False, workers, D.test_transform(mean, std))
     return train, test
-
-
-def _evaluate(model, data, ctx):
-    metric = mx.metric.Accuracy()
-    for x, y in data:
-        xs, ys = T.split(x, ctx), T.split(y, ctx)
-        metric.update(ys, [model(v) for v in xs])
-    return metric.get()[1]
 
 
 if __name__ == '__main__':

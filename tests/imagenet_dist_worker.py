@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 
 import train_imagenet as TI  # noqa: E402
 from utils.cli import run_main  # noqa: E402
+from utils.engine import Engine  # noqa: E402
 
 N_TRAIN, N_VAL, SIZE, CLASSES = 48, 8, 32, 10
 
@@ -36,7 +37,7 @@ def _images(seed, n):
     return x, rng.randint(0, CLASSES, size=n).astype(np.float32)
 
 
-def fake_data(args, ctx_count, rank, workers_dist, workers):
+def fake_data(args, ctx_count, rank, workers_dist, workers, train=True):
     per_worker = args.batch_size * ctx_count
     glob = per_worker * workers_dist
     x, y = _images(1234, N_TRAIN)
@@ -50,18 +51,18 @@ def fake_data(args, ctx_count, rank, workers_dist, workers):
 
 def main():
     out_dir, argv = sys.argv[1], sys.argv[2:]
-    real_train = TI._train
+    real_fit = Engine.fit
 
-    def train_and_dump(args, model, trainer, train_data, val_data, ctx, *rest):
-        real_train(args, model, trainer, train_data, val_data, ctx, *rest)
-        rank = rest[-1]
-        params = model._collect_params_with_prefix()
-        for k, c in enumerate(ctx):
-            np.savez(os.path.join(out_dir, 'device%d.npz' % (rank * len(ctx) + k)),
+    def fit_and_dump(engine, *args, **kwargs):
+        best = real_fit(engine, *args, **kwargs)
+        params = engine.model._collect_params_with_prefix()
+        for k, c in enumerate(engine.ctx):
+            np.savez(os.path.join(out_dir, 'device%d.npz' % (engine.rank * len(engine.ctx) + k)),
                      **{n: p.data(c).asnumpy() for n, p in params.items()})
+        return best
 
     TI.data = fake_data
-    TI._train = train_and_dump
+    Engine.fit = fit_and_dump
     return TI.main(argv)
 
 

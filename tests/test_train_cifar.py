@@ -76,18 +76,41 @@ def test_end_to_end_official_flags(cifar_dir, tmp_path, askc):
     assert not glob.glob(str(tmp_path / 'params' / '.*.tmp'))
 
 
+def _official_step_rates(lr, num_epochs, decay_epochs, warmup_epochs, factor=0.1):
+    """The per-epoch rates of the official HEAD CIFAR step mode, simulated as its loop runs
+    (spec: decay epochs shifted by -warmup; at the start of an epoch equal to the next decay
+    epoch, lr *= factor; the epoch line prints trainer.learning_rate)."""
+    decays = [e - warmup_epochs for e in decay_epochs]
+    rates, count = [], 0
+    for epoch in range(num_epochs):
+        if count < len(decays) and epoch == decays[count]:
+            lr *= factor
+            count += 1
+        rates.append(lr)
+    return rates
+
+
+@pytest.mark.parametrize('decays,warmup', [('3,4', 0), ('3,4', 1), ('0,2', 0), ('1,3', 2)])
+def test_step_schedule_is_the_official_per_epoch_one(decays, warmup):
+    """Our per-update schedule and the official per-epoch loop, side by side: every update of an
+    epoch runs at the rate the official log prints for that epoch."""
+    iters = 7
+    sched = T.EpochStepLR(0.1, 5, iters, [int(e) - warmup for e in decays.split(',')], 0.1)
+    official = _official_step_rates(0.1, 5, [int(e) for e in decays.split(',')], warmup)
+    for update in range(1, 5 * iters + 1):
+        assert sched(update) == pytest.approx(official[(update - 1) // iters])
+    if (decays, warmup) == ('3,4', 0):   # the issue's measured official log
+        assert official == pytest.approx([0.1, 0.1, 0.1, 0.01, 0.001])
+
+
 def test_lr_trace_in_the_log_is_the_schedule(cifar_dir, tmp_path):
-    """Released-recipe semantics: step decay at --lr-decay-epoch minus the warmup, no warmup."""
+    """Released-recipe semantics: step decay at --lr-decay-epoch minus the warmup, no warmup;
+    the logged per-epoch rates are the official script's."""
     argv = _argv(cifar_dir, tmp_path, '--askc-type', 'ASKCFuse', '--num-epochs', '4',
                  '--lr-decay-epoch', '3,4', '--warmup-epochs', '1')
     assert train_cifar.main(argv) == 0
     rows = read_csv(glob.glob(str(tmp_path / 'logs' / '*.csv'))[0])
-    iters = N_TRAIN // 32
-    sched = T.lr_schedule('step', 0.2, 4, iters, decay_epochs=[2, 3])
-    assert [r['lr'] for r in rows] == pytest.approx([sched(iters * (e + 1)) for e in range(4)])
-    # per iteration (GluonCV): the last update of epoch 1 is update 2 * iters, the first one
-    # at the decayed rate -- the official per-epoch step switched one update later
-    assert [r['lr'] for r in rows] == pytest.approx([0.2, 0.02, 0.002, 0.002])
+    assert [r['lr'] for r in rows] == pytest.approx(_official_step_rates(0.2, 4, [3, 4], 1))
     with open(_log(tmp_path)) as f:
         assert 'shifted by --warmup-epochs 1 without any warmup' in f.read()
 
@@ -119,7 +142,8 @@ def test_resume_continues_the_same_schedule(cifar_dir, tmp_path, monkeypatch):
     assert train_cifar.main(_argv(cifar_dir, full, *extra)) == 0
 
     cut = tmp_path / 'cut'
-    real_save = train_cifar.Checkpoints.save
+    from utils.checkpoint import CheckpointSet
+    real_save = CheckpointSet.save
 
     def save_then_die(self, tag, model, trainer, meta):
         stem = real_save(self, tag, model, trainer, meta)
@@ -127,10 +151,10 @@ def test_resume_continues_the_same_schedule(cifar_dir, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return stem
 
-    monkeypatch.setattr(train_cifar.Checkpoints, 'save', save_then_die)
+    monkeypatch.setattr(CheckpointSet, 'save', save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train_cifar.main(_argv(cifar_dir, cut, *extra))
-    monkeypatch.setattr(train_cifar.Checkpoints, 'save', real_save)
+    monkeypatch.setattr(CheckpointSet, 'save', real_save)
     last = glob.glob(str(cut / 'params' / '*-last.params'))[0]
     assert train_cifar.main(_argv(cifar_dir, cut, *extra, '--resume-from', last)) == 0
 
@@ -180,7 +204,8 @@ def test_paper_model_names_build_the_806562e_hosts(model, total):
     args, _ = resolve(train_cifar.build_parser(), ['--model', model], CIFAR_RECIPES,
                       lambda a: 'official')
     built = train_cifar.build_net(args, 100)
-    assert train_cifar._counts(built)[1] == total
+    from utils.engine import count_params
+    assert count_params(built)[1] == total
     assert 'features.3.0.downsample.0.weight' in built._collect_params_with_prefix()
 
 
@@ -234,9 +259,9 @@ def test_bad_inputs_end_in_one_clear_line(cifar_dir, tmp_path):
     # inconsistent flags
     _one_error_line(_run(base + ['--dataset', 'cifar10', '--label-mode', 'coarse',
                                  '--data-dir', cifar_dir], tmp_path), 'coarse')
-    # GPUs asked for explicitly on a machine without one
-    _one_error_line(_run(base + ['--gpus', '0', '--data-dir', cifar_dir, '--skip-checksum'],
-                         tmp_path), '--gpus')
+    # a flag value that is not a number of the right kind: one line naming the flag
+    _one_error_line(_run(base + ['--lr', 'nan', '--data-dir', cifar_dir], tmp_path), '--lr',
+                    'finite')
     assert not os.path.exists(str(tmp_path / 'params'))
 
 

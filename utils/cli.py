@@ -1,5 +1,6 @@
 """What the command-line tools share: user errors become one line (not a traceback), argument types."""
 import argparse
+import math
 import sys
 
 from net.errors import AFFError
@@ -11,7 +12,8 @@ EXIT_INTERRUPTED = 130
 def run_main(main, *args, **kwargs):
     """Call `main(*args, **kwargs)` and exit with its return value (None → 0).
 
-    An `AFFError` (bad input the user can fix) prints `error: <message>` on stderr and exits 2;
+    An `AFFError` (bad input the user can fix) prints `error: <message>` on stderr and exits 2
+    (or the error's own `exit_code`: 3 for a diverged run);
     Ctrl-C prints `interrupted` and exits 130. `SystemExit` (argparse's usage errors, --help) passes
     through untouched. Any other exception is a bug and keeps its traceback.
     """
@@ -20,7 +22,7 @@ def run_main(main, *args, **kwargs):
     except AFFError as e:
         message = " ".join(str(e).split()) or type(e).__name__
         print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE) from None
+        raise SystemExit(getattr(e, "exit_code", EXIT_USAGE)) from None
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise SystemExit(EXIT_INTERRUPTED) from None
@@ -46,3 +48,66 @@ def not_implemented(script, doc, issue):
     print(f"{script}: not implemented yet (tracked in the {issue} issue); "
           "build models with net.get_model(...) meanwhile", file=sys.stderr)
     return EXIT_USAGE
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose usage errors are one line (the option and what is wrong,
+    then where the options are listed) instead of the usage block, with exit status 2."""
+
+    def error(self, message):
+        print(f"error: {message} ({self.prog} --help lists the options)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _number(text, kind):
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _at_least(kind, low, strict, what):
+    """argparse type: a ``kind`` number above ``low`` (``strict``) or at least ``low``."""
+    def check(text):
+        value = _number(text, kind)
+        if value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+    check.__name__ = what
+    return check
+
+
+#: argparse types: epochs, counts, indices (>= 0); learning rates, mixup's alpha, decay factors
+#: (finite, > 0); momentum, weight decay (finite, >= 0)
+nonneg_int = _at_least(int, 0, False, "an integer >= 0")
+positive_float = _at_least(float, 0, True, "a finite number above 0")
+nonneg_float = _at_least(float, 0, False, "a finite number >= 0")
+
+
+def seed_int(text):
+    """argparse type: a random seed NumPy accepts (0 .. 2**32 - 1)."""
+    value = _number(text, int)
+    if not 0 <= value < 2 ** 32:
+        raise argparse.ArgumentTypeError(f"expected a seed from 0 to 4294967295, got {text!r}")
+    return value
+
+
+def epoch_list(text):
+    """argparse type: comma-separated epochs (``'300,450'``); kept as the text, as the official
+    scripts log it.  :func:`epochs_of` gives the numbers."""
+    epochs_of(text)
+    return text
+
+
+def epochs_of(text):
+    try:
+        epochs = [int(e) for e in str(text).split(",") if e.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated epochs such as 30,60, got {text!r}") from None
+    if any(e < 0 for e in epochs) or epochs != sorted(epochs):
+        raise argparse.ArgumentTypeError(f"expected increasing epochs >= 0, got {text!r}")
+    return epochs

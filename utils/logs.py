@@ -782,6 +782,30 @@ class EpochCSV(_FileOwner):
                 return
             f.truncate(data.rfind(b'\n') + 1)
 
+    def drop_from(self, epoch):
+        """Remove the rows of epochs >= ``epoch`` (a resumed run trains them again; the file is
+        rewritten atomically).  Returns the epochs removed."""
+        if 'epoch' not in self.fields:
+            return []
+        rows = read_csv(self.path)
+        gone = [r['epoch'] for r in rows if isinstance(r.get('epoch'), int) and r['epoch'] >= epoch]
+        if not gone:
+            return gone
+        from utils.checkpoint import atomic_write
+        self._file.close()
+
+        def write(tmp):
+            with open(tmp, 'w', newline='', encoding='utf-8') as f:
+                w = csv.writer(f, lineterminator='\n')
+                w.writerow(self.fields)
+                for r in rows:
+                    if not (isinstance(r.get('epoch'), int) and r['epoch'] >= epoch):
+                        w.writerow([_csv_cell(r.get(k)) for k in self.fields])
+        atomic_write(write, self.path)
+        self._file = open(self.path, 'a', newline='', encoding='utf-8')
+        self._writer = csv.writer(self._file, lineterminator='\n')
+        return gone
+
     def append(self, row=None, **values):
         """Append one row (a dict and/or keywords); missing fields are empty, unknown ones an error."""
         data = dict(row or {})
@@ -796,6 +820,8 @@ class EpochCSV(_FileOwner):
             raise AFFError('EpochCSV for %s is closed' % self.path)
         self._writer.writerow([_csv_cell(data.get(k)) for k in self.fields])
         self._file.flush()
+        from utils.checkpoint import fault_point
+        fault_point('appended ' + os.path.basename(self.path))
 
 
 

@@ -1,17 +1,13 @@
-"""Segmentation helpers of ``train_seg.py``: evaluation (GluonCV ``SegmentationMetric``),
-checkpoints that resume, and the PNG of predicted masks over validation images."""
-import json
-import os
-
+"""Segmentation helpers of ``train_seg.py``: evaluation (GluonCV ``SegmentationMetric``)
+and the PNG of predicted masks over validation images."""
 import mxnet as mx
 import numpy as np
 from gluoncv.utils.metrics import SegmentationMetric
 
-from net.errors import AFFError
 from utils import train as T
 from utils.checkpoint import atomic_write
 
-__all__ = ['evaluate', 'read_checkpoint', 'pick_samples', 'save_overlays']
+__all__ = ['evaluate', 'pick_samples', 'save_overlays']
 
 
 def evaluate(model, loader, ctx, nclass=2):
@@ -23,29 +19,6 @@ def evaluate(model, loader, ctx, nclass=2):
         metric.update(ys, [model(v) for v in xs])
     pix_acc, miou = metric.get()
     return float(pix_acc), float(miou)
-
-
-def read_checkpoint(path):
-    """``(params path, meta or None, states path or None)`` of ``--resume PATH``: one of our
-    checkpoints (``.params``/``.json``/stem; its metadata and optimizer states) or any
-    ``.params`` file (weights only)."""
-    path = os.path.expanduser(path)
-    stem = path
-    for ext in ('.params', '.json', '.states'):
-        if stem.endswith(ext):
-            stem = stem[:-len(ext)]
-    params = stem + '.params'
-    if not os.path.isfile(params):
-        raise AFFError('--resume %s: no such checkpoint (%s is missing)' % (path, params))
-    meta = None
-    if os.path.isfile(stem + '.json'):
-        try:
-            with open(stem + '.json') as f:
-                meta = json.load(f)
-        except ValueError as e:
-            raise AFFError('--resume %s: unreadable %s.json (%s)' % (path, stem, e)) from None
-    states = stem + '.states' if os.path.isfile(stem + '.states') else None
-    return params, meta, states
 
 
 def pick_samples(dataset, n, scan=64):

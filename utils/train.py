@@ -22,7 +22,8 @@ from net.layers import set_train_path
 __all__ = ['lr_schedule', 'mixup', 'smooth_one_hot', 'make_trainer', 'states_savable',
            'lr_after', 'start_schedule_at', 'contexts', 'script_contexts', 'capped_workers',
            'hybridize_for_training', 'progress',
-           'initializer', 'no_wd_names', 'split', 'train_step', 'seed_everything', 'load_trainer_states']
+           'initializer', 'no_wd_names', 'split', 'train_step', 'seed_everything',
+           'load_trainer_states', 'check_lr', 'EpochStepLR']
 
 
 # ----------------------------------------------------------------------------- learning rate
@@ -43,6 +44,7 @@ def lr_schedule(mode, lr, num_epochs, iters_per_epoch, warmup_epochs=0, decay_ep
     if num_epochs <= warmup_epochs:
         raise AFFError('--num-epochs (%d) must exceed --warmup-epochs (%d)'
                        % (num_epochs, warmup_epochs))
+    check_lr(lr)
     rest = num_epochs - warmup_epochs
     kwargs = dict(base_lr=lr, target_lr=0, nepochs=rest, iters_per_epoch=iters_per_epoch,
                   power=power)
@@ -56,10 +58,49 @@ def lr_schedule(mode, lr, num_epochs, iters_per_epoch, warmup_epochs=0, decay_ep
         raise AFFError('unknown --lr-mode %r; use step, cosine, poly, linear or constant' % mode)
     schedulers = []
     if warmup_epochs > 0:
-        schedulers.append(LRScheduler('linear', base_lr=warmup_lr, target_lr=lr,
-                                      nepochs=warmup_epochs, iters_per_epoch=iters_per_epoch))
-    schedulers.append(LRScheduler(mode, **kwargs))
+        schedulers.append(LRScheduler(_one_update_safe('linear', warmup_epochs * iters_per_epoch),
+                                      base_lr=warmup_lr, target_lr=lr, nepochs=warmup_epochs,
+                                      iters_per_epoch=iters_per_epoch))
+    schedulers.append(LRScheduler(_one_update_safe(mode, rest * iters_per_epoch), **kwargs))
     return LRSequential(schedulers)
+
+
+def _one_update_safe(mode, niters):
+    """GluonCV's linear/poly/cosine divide by ``niters - 1``: a phase of one update is the
+    constant rate those formulas give at its first update."""
+    return 'constant' if niters == 1 and mode in ('linear', 'poly', 'cosine') else mode
+
+
+def check_lr(lr, flag='--lr'):
+    """A learning rate must be a finite number above zero (one AFFError line otherwise)."""
+    if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
+        raise AFFError('%s must be a finite number above 0, got %r' % (flag, lr))
+    return lr
+
+
+class EpochStepLR(mx.lr_scheduler.LRScheduler):
+    """The official HEAD CIFAR step schedule: the rate is set at the start of each epoch and
+    multiplied by ``factor`` when the epoch equals the next of ``decay_epochs`` (compared in
+    order, as the official loop does: a decay epoch below 0 or passed over never decays).
+
+    Per update (1-based, as the optimizer counts): update ``u`` belongs to epoch
+    ``(u - 1) // iters_per_epoch``, so the rate of a whole epoch is the one the official log
+    prints for it.  (GluonCV's step schedule switches one update earlier.)
+    """
+
+    def __init__(self, base_lr, num_epochs, iters_per_epoch, decay_epochs, factor):
+        super(EpochStepLR, self).__init__(base_lr)
+        self.iters_per_epoch, self.decay_epochs = iters_per_epoch, list(decay_epochs)
+        self.factor, self.rates, count, rate = factor, [], 0, base_lr
+        for epoch in range(num_epochs):
+            if count < len(self.decay_epochs) and epoch == self.decay_epochs[count]:
+                rate *= factor
+                count += 1
+            self.rates.append(rate)
+
+    def __call__(self, num_update):
+        epoch = max(int(num_update) - 1, 0) // self.iters_per_epoch
+        return self.rates[min(epoch, len(self.rates) - 1)]
 
 
 # ----------------------------------------------------------------------------- targets
@@ -108,14 +149,17 @@ def no_wd_names(params):
 
 def make_trainer(net, lr_scheduler, lr, wd, momentum, no_wd=False, optimizer='nag',
                  kvstore='device', multi_precision=False):
-    """``gluon.Trainer`` with the official optimizer settings (NAG, momentum 0.9)."""
+    """``gluon.Trainer`` with the official optimizer settings (NAG, momentum 0.9); ``optimizer``
+    may also be ``sgd`` or ``adagrad`` (the StopSign recipe of Table 2)."""
     params = net.collect_params()
     if no_wd:
         for name in no_wd_names(params):
             params[name].wd_mult = 0.0
     # the schedule alone sets the rate (passing learning_rate too only overwrites the
     # scheduler's unused base_lr, with a warning)
-    opts = dict(wd=wd, momentum=momentum, lr_scheduler=lr_scheduler)
+    opts = dict(wd=wd, lr_scheduler=lr_scheduler)
+    if optimizer in ('nag', 'sgd'):  # AdaGrad (the segmentation recipe) has no momentum
+        opts['momentum'] = momentum
     if lr_scheduler is None:
         opts['learning_rate'] = lr
     if multi_precision:
@@ -153,6 +197,8 @@ def start_schedule_at(trainer, num_update):
     are loaded (the servers of a distributed run get this count with the pickled optimizer)."""
     opt = trainer._optimizer
     opt.begin_num_update = opt.num_update = int(num_update)
+    # per-parameter counts of loaded states follow too: the schedule reads their maximum
+    opt._index_update_count = {i: int(num_update) for i in opt._index_update_count}
 
 
 # ----------------------------------------------------------------------------- devices, init
@@ -170,8 +216,8 @@ def contexts(gpus='', num_cpu_contexts=1):
             raise AFFError('--gpus %r is not a comma-separated list of GPU ids' % gpus) from None
         have = mx.context.num_gpus()
         if max(ids) >= have:
-            raise AFFError('--gpus %s asks for GPU %d but %d GPU(s) are visible to MXNet; pass '
-                           '--gpus "" to train on the CPU' % (gpus, max(ids), have))
+            raise AFFError('--gpus %s asks for GPU %d but %d GPU(s) are visible to MXNet; use '
+                           'GPU ids below %d' % (gpus, max(ids), have, have))
         return [mx.gpu(i) for i in ids], 'training on GPU(s) %s' % ','.join(map(str, ids))
     if num_cpu_contexts < 1:
         raise AFFError('--num-cpu-contexts must be >= 1')
@@ -186,9 +232,13 @@ def script_contexts(gpus, gpus_source, num_cpu_contexts=1, flag='--gpus', shown=
     a note says so (an explicit value without GPUs stays an error).  ``shown``: the flag's
     value as the user would write it (default ``gpus``)."""
     notes = []
-    if gpus and gpus_source == 'default' and mx.context.num_gpus() == 0:
+    if gpus and mx.context.num_gpus() == 0:
+        # the official scripts train on the CPU when MXNet sees no GPU, whatever --gpus says
+        shown = gpus if shown is None else shown
         notes.append('no GPU visible to MXNet: the default %s %s is replaced by the CPU'
-                     % (flag, gpus if shown is None else shown))
+                     % (flag, shown) if gpus_source == 'default' else
+                     'WARNING: no GPU visible to MXNet: %s %s falls back to the CPU, as the '
+                     'official scripts do' % (flag, shown))
         gpus = ''
     ctx, where = contexts(gpus, num_cpu_contexts)
     return ctx, notes + [where]
@@ -291,23 +341,36 @@ def seed_everything(seed):
 
 
 def load_trainer_states(trainer, path):
-    """``trainer.load_states(path)`` without MXNet's unclosed file handle.
+    """The optimizer states (momentum) and update counts of ``path``, into ``trainer``.
 
-    (MXNet 1.9.1's kvstore path reads the file with a bare ``open(...).read()``.)  Optimizer
-    states cannot be restored when the optimizer runs on parameter servers.
+    Unlike ``trainer.load_states``, the trainer keeps its own optimizer -- the learning rate
+    schedule, weight decay, momentum and ``--no-wd`` multipliers of *this* run (MXNet's
+    ``load_states`` replaces the optimizer by the pickled one, so changed flags would be ignored
+    silently) -- and no file handle is left open (MXNet 1.9.1's kvstore path reads the file with
+    a bare ``open(...).read()``).  States cannot be restored when the optimizer runs on
+    parameter servers.
     """
     if not trainer._kv_initialized:
         trainer._init_kvstore()
     if trainer._params_to_init:
         trainer._init_params()
-    if not trainer._update_on_kvstore:
-        return trainer.load_states(path)
-    updater = trainer._kvstore._updater
-    if updater is None:
-        raise AFFError('optimizer states cannot be restored when the optimizer runs on the '
-                       'parameter servers (%s); resume without --resume-states' % path)
+    mine = trainer._optimizer
     with open(path, 'rb') as f:
-        updater.set_states(f.read())
-    trainer._optimizer = updater.optimizer
-    trainer._optimizer.param_dict = {i: p for i, p in enumerate(trainer._params)}
-    return None
+        data = f.read()
+    if trainer._update_on_kvstore:
+        updaters = [trainer._kvstore._updater]
+        if updaters[0] is None:
+            raise AFFError('optimizer states cannot be restored when the optimizer runs on the '
+                           'parameter servers (%s); resume without --resume-states' % path)
+    else:
+        updaters = trainer._updaters
+    for updater in updaters:
+        updater.set_states(data)
+    theirs = updaters[0].optimizer
+    if theirs is not mine:
+        mine.num_update, mine.begin_num_update = theirs.num_update, theirs.begin_num_update
+        mine._index_update_count = dict(theirs._index_update_count)
+    for updater in updaters:
+        updater.optimizer = mine
+    trainer._optimizer = mine
+    mine.param_dict = {i: p for i, p in enumerate(trainer._params)}

@@ -483,8 +483,9 @@ def _check_common(batch_size, input_size, rank, num_workers_dist):
 
 def rec_iters(rec_train, rec_train_idx, rec_val, rec_val_idx, batch_size, input_size=224, crop_ratio=0.875,
               num_workers=4, rank=0, num_workers_dist=1, auto_augment=False, seed=0, *, shard_val=False,
-              jitter=JITTER, lighting=LIGHTING, verify='quick'):
-    """RecordIO pipelines -> (train_iter, val_iter, n_train, n_val).
+              jitter=JITTER, lighting=LIGHTING, verify='quick', train=True):
+    """RecordIO pipelines -> (train_iter, val_iter, n_train, n_val); with ``train=False`` (evaluation
+    only) the training files are not opened: (None, val_iter, 0, n_val).
 
     `batch_size`: images per batch of this worker (all its devices).  `num_workers`: decoding threads
     (ImageRecordIter) or DataLoader processes (with AutoAugment).  `rank`/`num_workers_dist`: distributed
@@ -501,14 +502,17 @@ def rec_iters(rec_train, rec_train_idx, rec_val, rec_val_idx, batch_size, input_
     batch_size, input_size, rank, num_workers_dist = int(batch_size), int(input_size), int(rank), \
         int(num_workers_dist)
     resize = val_resize(input_size, crop_ratio)
-    n_train = verify_rec(rec_train, rec_train_idx, verify, '--rec-train', '--rec-train-idx')
+    want_train = train
+    n_train = verify_rec(rec_train, rec_train_idx, verify, '--rec-train', '--rec-train-idx') if train else 0
     n_val = verify_rec(rec_val, rec_val_idx, verify, '--rec-val', '--rec-val-idx')
     threads = max(1, int(num_workers))
     shape = (3, input_size, input_size)
     norm = dict(mean_r=REC_MEAN_RGB[0], mean_g=REC_MEAN_RGB[1], mean_b=REC_MEAN_RGB[2],
                 std_r=REC_STD_RGB[0], std_g=REC_STD_RGB[1], std_b=REC_STD_RGB[2])
     aa = _auto_augment_block(auto_augment, seed)
-    if aa is None:
+    if not want_train:
+        train = None
+    elif aa is None:
         begin, end = rec_part_range(n_train, rank, num_workers_dist)
         if end <= begin:
             raise DataError(f"{rec_train}: {n_train} records leave worker {rank} of {num_workers_dist} no "
