@@ -311,6 +311,8 @@ def check_states(path, params):
     """Check that ``path`` holds Gluon Trainer states for ``params`` (a list of Parameters in
     the trainer's order): one state per parameter, each with the parameter's shape.  Raises a
     :class:`CheckpointError` naming the file otherwise (truncated, garbled, another model's)."""
+    if not os.path.isfile(path):
+        raise CheckpointError('%s does not exist' % path)
     try:
         with open(path, 'rb') as f:
             loaded = pickle.loads(f.read())
