@@ -14,6 +14,7 @@ accepted too.  Additions: ``--recipe paper|released``, ``--era``, ``--eval``, ``
 import argparse
 import os
 import sys
+import time
 
 import utils  # noqa: F401  (thread settings before mxnet)
 from utils.cli import (Parser, epoch_list, epochs_of, nonneg_float, nonneg_int, positive_float,
@@ -103,6 +104,10 @@ def build_parser():
       'dist_async')
     a('--seed', type=seed_int, default=0)
     a('--num-cpu-contexts', type=positive_int, default=1)
+    a('--rec-verify', default='full', choices=['quick', 'full', 'decode'],
+      help='check of the RecordIO files before training: every record header (full: MXNet aborts '
+      'the process on a broken one), only 64 of them (quick), or also decode every image (decode: '
+      'slow; names a garbled image)')
     a('--optimizer', default='nag', choices=['nag', 'sgd'],
       help='nag (Nesterov, the official scripts) or sgd (plain momentum SGD: the '
       'AFINet and ACmix recipes)')
@@ -154,7 +159,7 @@ def data(args, ctx_count, rank, workers_dist, workers, train=True):
         path = lambda p: os.path.expanduser(p)  # noqa: E731
         return I.rec_iters(path(args.rec_train), path(args.rec_train_idx), path(args.rec_val),
                            path(args.rec_val_idx), batch, num_workers=workers, train=train,
-                           **common)
+                           verify=args.rec_verify, **common)
     return I.folder_loaders(os.path.expanduser(args.data_dir), batch, num_workers=workers,
                             **common)
 
@@ -289,8 +294,12 @@ def main(argv=None):
     if not args.eval and rank == 0:
         probe_writable(('--save-dir', args.save_dir),
                        ('--logging-file', os.path.dirname(args.logging_file)))
+    tic = time.time()
     train_data, val_data, n_train, n_val = data(args, len(ctx), rank, workers_dist, workers,
                                                 train=not args.eval)
+    if args.use_rec:
+        notes.append('RecordIO files checked (--rec-verify %s) in %.1f s'
+                     % (args.rec_verify, time.time() - tic))
     if args.eval:
         return evaluate_only(args, model, ctx, dtype, val_data)
     total_batch = args.batch_size * len(ctx) * workers_dist

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import DATA, ROOT
@@ -387,3 +388,11 @@ def test_a_segmentation_run_meets_its_fpn_cell(tmp_path, capsys):
     assert runs[0][2] == cell.model and runs[0][6] == '3/300' and runs[0][7] == 'mIoU 0.5000 @1'
     rows = [r for r in _table_rows(out, 'Ours vs paper') if r[1] == cell.model + ' (#1)']
     assert rows and rows[0][2:5] == ['0.5000 @1', cell.text, '%+.4f' % (0.5 - cell.value)]
+
+
+def test_a_file_that_is_not_a_log_is_refused(tmp_path):
+    junk = tmp_path / 'random.log'
+    junk.write_bytes(np.random.RandomState(0).bytes(3000))
+    with pytest.raises(AFFError, match='is not a training log'):
+        C.main([str(junk), '--official', COPIED, '--out', str(tmp_path / 'png')])
+    assert not os.path.exists(str(tmp_path / 'png'))

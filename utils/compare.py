@@ -415,6 +415,9 @@ def load_run(path):
             run.config['label_mode'] = entry.label_mode
             run.config.setdefault('classes', 100)   # every official CIFAR-100 head: 100 outputs
         records, last = _chain(segments)
+        if not records and not any(seg.config for seg in segments) and csv_path is None:
+            raise AFFError('%s is not a training log: it has no Namespace(...) configuration line '
+                           'and no epoch line' % log_path)
         run.kind = last.kind if last is not None else 'unknown'
     if not records and csv_path is not None:
         records = read_csv(csv_path)

@@ -45,7 +45,7 @@ _PLACE_FLAGS = ('resume_from', 'resume', 'resume_params', 'resume_states', 'resu
                 'save_dir', 'logging_dir', 'logging_file', 'save_plot_dir', 'num_workers',
                 'data_dir', 'rec_train', 'rec_train_idx', 'rec_val', 'rec_val_idx', 'coco_root',
                 'log_interval', 'summary', 'eval', 'mode', 'gpus', 'num_gpus',
-                'num_cpu_contexts', 'kv_store', 'skip_checksum', 'vis_samples')
+                'num_cpu_contexts', 'kv_store', 'skip_checksum', 'vis_samples', 'rec_verify')
 
 
 class Diverged(AFFError):
@@ -78,22 +78,39 @@ def count_params(model):
             sum(size(p) for p in params.values() if p.grad_req != 'null'))
 
 
-def batches(source):
-    """``(data, label, pad)`` from an ``mx.io.DataIter`` (reset first) or a DataLoader."""
-    if isinstance(source, mx.io.DataIter):
-        source.reset()
-        for b in source:
-            yield b.data[0], b.label[0], b.pad or 0
-    else:
-        for d, l in source:
-            yield d, l, 0
+def batches(source, what='the data'):
+    """``(data, label, pad)`` from an ``mx.io.DataIter`` (reset first) or a DataLoader.
+
+    An MXNet error while reading (a garbled image inside a RecordIO record: OpenCV asserts in
+    the decoding thread) becomes one AFFError line naming ``what`` and the batch."""
+    def read():
+        if isinstance(source, mx.io.DataIter):
+            source.reset()  # the prefetching threads may fail here already
+            for b in source:
+                yield b.data[0], b.label[0], b.pad or 0
+        else:
+            for d, l in source:
+                yield d, l, 0
+    items, i = read(), 0
+    while True:
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        except mx.base.MXNetError as e:
+            reason = [ln for ln in str(e).splitlines() if ln.strip()][-1:] or ['(no message)']
+            raise AFFError('reading batch %d of %s failed: %s; a record or image in it is corrupt '
+                           '(train_imagenet.py --rec-verify decode names it)'
+                           % (i + 1, what, ' '.join(reason[0].split())[:300])) from None
+        i += 1
+        yield item
 
 
 def classification_errors(model, source, ctx, dtype='float32', k=5):
     """``(top-1 error, top-k error, images)`` over ``source``; padded images of a round-batch
     iterator are dropped, so each image counts once."""
     top1, topk, seen = mx.metric.Accuracy(), None, 0
-    for d, l, pad in batches(source):
+    for d, l, pad in batches(source, 'the validation data'):
         keep = d.shape[0] - pad
         if keep <= 0:
             continue
@@ -349,7 +366,8 @@ class Engine(object):
             tic = btic = time.time()
             metric = task.metric(epoch)
             loss_sum, seen = 0.0, 0
-            source = T.progress(batches(train_data), self.iters, 'epoch %d' % epoch, show_bar)
+            source = T.progress(batches(train_data, 'the training data'), self.iters,
+                                'epoch %d' % epoch, show_bar)
             for i, (x, y, _) in enumerate(source):
                 if i >= self.iters:
                     break

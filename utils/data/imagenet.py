@@ -281,10 +281,24 @@ def _decode(buf, where):
     all-black image for some corrupt PNGs (libpng reports the error on stderr only) and raises others
     asynchronously, at a later unrelated operation."""
     import cv2
+    cut = _truncated(buf)
+    if cut:
+        # libjpeg decodes a cut JPEG without an error (grey rows, a warning on stderr only)
+        raise DataError(f"the image of {where} is truncated ({cut}): re-copy or remove the file")
     bgr = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_COLOR) if len(buf) else None
     if bgr is None:
         raise DataError(f"cannot decode the image of {where}: not a readable JPEG/PNG (corrupt file?)")
     return mx.nd.array(np.ascontiguousarray(bgr[:, :, ::-1]), dtype=np.uint8)
+
+
+def _truncated(buf):
+    """Why ``buf`` is a cut JPEG/PNG (its end marker is missing), or '' (complete or another format)."""
+    buf = bytes(buf[:8]) + bytes(buf[-2048:]) if len(buf) > 2056 else bytes(buf)
+    if buf[:2] == b'\xff\xd8' and b'\xff\xd9' not in buf[2:]:
+        return 'no JPEG end-of-image marker'
+    if buf[:8] == b'\x89PNG\r\n\x1a\n' and b'IEND' not in buf[8:]:
+        return 'no PNG IEND chunk'
+    return ''
 
 
 def _decode_check(record, where):

@@ -84,9 +84,11 @@ def _load_coco(ann_path):
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
         try:
             return COCO(ann_path)
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, AssertionError, AttributeError) as e:
+            # pycocotools asserts that the file holds a JSON object
             raise DataError('%s is not a COCO instances file (%s: %s)'
-                            % (ann_path, type(e).__name__, e)) from None
+                            % (ann_path, type(e).__name__, str(e)[:200] or 'not a JSON object'))\
+                from None
 
 
 def _stop_sign_category(coco, ann_path):
@@ -124,9 +126,15 @@ def _build_split(coco_root, split, tmp):
         if not os.path.isfile(src):
             raise DataError('COCO image %s (listed in %s) is missing; the %s2017/ folder is '
                             'incomplete' % (src, ann_path, split))
+        try:
+            mask = stopsign_mask(coco, image_id, cat)
+        except Exception as e:  # pycocotools fails in many ways on a malformed segmentation
+            raise DataError('%s: a stop-sign annotation of image %d is malformed (%s: %s); use the '
+                            'COCO 2017 instances annotations' % (ann_path, image_id,
+                                                                 type(e).__name__, str(e)[:120])) \
+                from None
         shutil.copyfile(src, os.path.join(tmp, split, 'images', '%012d.jpg' % image_id))
-        _save_png(os.path.join(tmp, split, 'masks', '%012d.png' % image_id),
-                  stopsign_mask(coco, image_id, cat))
+        _save_png(os.path.join(tmp, split, 'masks', '%012d.png' % image_id), mask)
         crowd += sum(1 for a in coco.loadAnns(coco.getAnnIds(imgIds=[image_id], catIds=[cat],
                                                              iscrowd=True)))
     with open(os.path.join(tmp, split + '.txt'), 'w') as f:
@@ -372,7 +380,13 @@ class StopSignSegmentation(_PairSegmentation):
 
     def _pair(self, idx):
         img_path, mask_path = self.pairs[idx]
-        return Image.open(img_path).convert('RGB'), Image.open(mask_path)
+        try:
+            pair = Image.open(img_path).convert('RGB'), Image.open(mask_path)
+            pair[1].load()
+        except OSError as e:  # PIL: UnidentifiedImageError, "image file is truncated", ...
+            raise DataError('StopSign cache image %s or its mask is unreadable (%s); rebuild the '
+                            'cache with --rebuild-data --coco-root ...' % (img_path, e)) from None
+        return pair
 
 
 class ArraySegmentation(_PairSegmentation):
