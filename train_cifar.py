@@ -258,7 +258,7 @@ def main(argv=None):
         return 0
     total_batch = args.batch_size * len(ctx)
     iters = len(xtr) // total_batch
-    sched = schedule(args, iters, notes)
+    sched = schedule(args, max(iters, 1), notes)  # an empty epoch is refused by the engine
     probe_writable(('--save-dir', args.save_dir), ('--logging-dir', args.logging_dir),
                    ('--save-plot-dir', args.save_plot_dir))
     model.initialize(T.initializer(args.init), ctx=ctx)
@@ -278,7 +278,7 @@ def main(argv=None):
                     best='params', save_period=args.save_period,
                     plot=(logs + '.csv', os.path.join(args.save_plot_dir, '%s_history.png' % name),
                           name))
-    resume = start_from(engine, args.resume_from, '--resume-from', model, ctx, notes)
+    resume = start_from(engine, args.resume_from, '--resume-from', model, ctx)
     with open_run_logs(logs + '.log', logs + '.csv', config, sources, notes + resume.notes,
                        'cifar', CSV_FIELDS, resume.start_epoch) as (log, csv):
         log.info('%d training images, %d test images, %d iterations per epoch of %d images'

@@ -338,3 +338,9 @@ def test_run_main_maps_a_diverged_run_to_its_exit_status(capsys):
         run_main(boom)
     assert e.value.code == EXIT_DIVERGED != 2
     assert isinstance(Diverged('x'), AFFError)
+
+
+@pytest.mark.parametrize('mode', [(), ('--cosine',)])
+def test_a_training_set_smaller_than_one_batch_is_one_line(cifar, tmp_path, capsys, mode):
+    one_error_line(capsys, train_cifar.main, argv(cifar, tmp_path, '--batch-size', '128', *mode),
+                   'an epoch has no iteration', '--batch-size')

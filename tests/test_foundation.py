@@ -246,11 +246,24 @@ def test_bench_rejects_bad_arguments():
 THREADS_PROGRAM = "import utils, mxnet, os; print(os.environ.get('OMP_NUM_THREADS'))"
 
 
-def test_importing_utils_sets_omp_threads_to_the_usable_cores():
+def test_importing_utils_sets_omp_threads_to_the_idle_usable_cores():
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    res = run(["-c", THREADS_PROGRAM], env=env, timeout=120)
+    program = THREADS_PROGRAM + "; import net._env as E; print(E.THREADS_NOTE)"
+    res = run(["-c", program], env=env, timeout=120)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == str(len(os.sched_getaffinity(0)))
+    threads, note = res.stdout.strip().splitlines()
+    assert 1 <= int(threads) <= len(os.sched_getaffinity(0))
+    assert note.startswith(("OMP_NUM_THREADS=%s chosen" % threads,
+                            "WARNING: OMP_NUM_THREADS=%s chosen" % threads)), note
+
+
+def test_the_thread_choice_follows_the_idle_cores():
+    from net._env import choose_threads, idle_cores
+    assert choose_threads(2, 1.98) == 2 and choose_threads(2, None) == 2   # quiet / unknown
+    assert choose_threads(2, 1.0) == 1 and choose_threads(2, 0.02) == 1    # one or two busy
+    assert choose_threads(8, 5.8) == 6 and choose_threads(1, 0.0) == 1
+    idle = idle_cores(0.05)
+    assert idle is None or 0 <= idle <= (os.cpu_count() or 1) + 0.01
 
 
 def test_a_preset_omp_threads_is_kept():

@@ -114,6 +114,12 @@ def test_contexts():
         T.contexts('0', 1)
     with pytest.raises(AFFError, match='comma-separated'):
         T.contexts('a,b', 1)
+    # train_imagenet's flag is --num-gpus: the message names it, not --gpus
+    with pytest.raises(AFFError, match=r'^--num-gpus 2 asks for GPU 1 .* use --num-gpus 0 or less'):
+        T.contexts('0,1', 1, '--num-gpus', 2)
+    # with no GPU visible, an explicit --gpus falls back to the CPU with a warning (official)
+    ctx, notes = T.script_contexts('0', 'flag', 1)
+    assert ctx == [mx.cpu(0)] and notes[0].startswith('WARNING: no GPU visible')
 
 
 def _parser():

@@ -289,7 +289,7 @@ class CheckpointSet(object):
     def clean_leftovers(self):
         """Remove the temporary and pending files an interrupted save left; returns their names."""
         # temporary files: .<file>.<pid>.<hex>.tmp of any file of this name (best files too)
-        pattern = re.compile(r'^(\..*%s-.*\.tmp|%s-.*\.pending)$' % ((re.escape(self.name),) * 2))
+        pattern = re.compile(r'^(\..*%s-.*\.tmp|.*%s-.*\.pending)$' % ((re.escape(self.name),) * 2))
         removed = []
         if not os.path.isdir(self.dir):
             return removed

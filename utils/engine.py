@@ -285,6 +285,9 @@ class Engine(object):
     def __init__(self, task, model, trainer, ctx, iters, total_batch, num_epochs, ckpt, config,
                  log=None, csv=None, best='set', save_period=0, period_tag='%04d',
                  save_last=True, save_final=False, log_interval=0, plot=None, rank=0):
+        if iters < 1:
+            raise AFFError('an epoch has no iteration: the training set is empty or smaller than '
+                           'one batch of %d images; lower --batch-size or use more data' % total_batch)
         self.task, self.model, self.trainer, self.ctx = task, model, trainer, ctx
         self.iters, self.total_batch, self.num_epochs = iters, total_batch, num_epochs
         self.ckpt, self.config, self.log, self.csv = ckpt, config, log, csv
@@ -325,6 +328,24 @@ class Engine(object):
                      % (found.stem, meta['epoch'] + 1, updates, best))
         return Resume(meta['epoch'] + 1, best, notes)
 
+    def restore_files(self, params=None, states=None, epoch=0):
+        """The official ImageNet resume: weights from any ``params`` file, optimizer states from
+        any ``states`` file (checked against the network), the schedule continued at ``epoch``
+        (without states, the momentum restarts: said).  Returns a :class:`Resume`."""
+        from net.model_store import load_params
+        notes = []
+        if params:
+            load_params(self.model, weights_of(params, '--resume-params'), ctx=self.ctx)
+        if states:
+            self.load_states(states)
+        if epoch:
+            T.start_schedule_at(self.trainer, epoch * self.iters)
+            if not states:
+                notes.append('resumed at epoch %d without optimizer states: the schedule '
+                             'continues at update %d, the momentum starts from zero'
+                             % (epoch, epoch * self.iters))
+        return Resume(epoch, notes=notes)
+
     def _compare_config(self, stem, meta):
         old = meta.get('config')
         if not isinstance(old, dict):
@@ -334,7 +355,7 @@ class Engine(object):
                 raise AFFError(
                     '%s was trained with %d images per update (%d updates per epoch), this run '
                     'has %d (%d): a resume keeps the batch (--batch-size and the number of '
-                    'devices); start a new run to change it' % (
+                    'devices) and the training set; start a new run to change them' % (
                         stem, meta['total_batch'], meta['iters'], self.total_batch, self.iters))
         notes = []
         changed = _changed(old, self.config)
@@ -470,7 +491,7 @@ class Engine(object):
 
 
 # ------------------------------------------------------------------------------- script glue
-def start_from(engine, path, flag, model, ctx, notes=None):
+def start_from(engine, path, flag, model, ctx):
     """The :class:`Resume` of ``flag PATH``: one of our sets (any of its files or its stem:
     verified, continues its schedule), any other ``.params`` file (weights only, the schedule
     from epoch 0, as the official scripts), or nothing (``path`` None)."""

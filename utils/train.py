@@ -202,7 +202,7 @@ def start_schedule_at(trainer, num_update):
 
 
 # ----------------------------------------------------------------------------- devices, init
-def contexts(gpus='', num_cpu_contexts=1):
+def contexts(gpus='', num_cpu_contexts=1, flag='--gpus', shown=None):
     """Devices from ``--gpus`` (comma-separated ids; empty = none) or ``num_cpu_contexts`` CPU
     contexts (how the multi-device path runs on machines without a GPU).
 
@@ -216,21 +216,26 @@ def contexts(gpus='', num_cpu_contexts=1):
             raise AFFError('--gpus %r is not a comma-separated list of GPU ids' % gpus) from None
         have = mx.context.num_gpus()
         if max(ids) >= have:
-            raise AFFError('--gpus %s asks for GPU %d but %d GPU(s) are visible to MXNet; use '
-                           'GPU ids below %d' % (gpus, max(ids), have, have))
+            raise AFFError('%s %s asks for GPU %d but %d GPU(s) are visible to MXNet; use %s'
+                           % (flag, gpus if shown is None else shown, max(ids), have,
+                              'GPU ids below %d' % have if flag == '--gpus' else '%s %d or less'
+                              % (flag, have)))
         return [mx.gpu(i) for i in ids], 'training on GPU(s) %s' % ','.join(map(str, ids))
     if num_cpu_contexts < 1:
         raise AFFError('--num-cpu-contexts must be >= 1')
+    from net._env import THREADS_NOTE
     return ([mx.cpu(i) for i in range(num_cpu_contexts)],
-            'training on the CPU (%d context(s), OMP_NUM_THREADS=%s)' % (
-                num_cpu_contexts, os.environ.get('OMP_NUM_THREADS', 'unset')))
+            'training on the CPU (%d context(s), OMP_NUM_THREADS=%s)%s' % (
+                num_cpu_contexts, os.environ.get('OMP_NUM_THREADS', 'unset'),
+                '; ' + THREADS_NOTE if THREADS_NOTE else ''))
 
 
 def script_contexts(gpus, gpus_source, num_cpu_contexts=1, flag='--gpus', shown=None):
     """``(ctx, notes)`` for a training script: ``gpus`` as :func:`contexts` takes it; when it is
     the flag's default (``gpus_source == 'default'``) and MXNet sees no GPU, the CPU is used and
-    a note says so (an explicit value without GPUs stays an error).  ``shown``: the flag's
-    value as the user would write it (default ``gpus``)."""
+    a note says so; an explicit value falls back too, with a WARNING line, as the official scripts
+    (a GPU id that does not exist on a GPU machine stays an error).  ``shown``: the flag's value
+    as the user would write it (default ``gpus``)."""
     notes = []
     if gpus and mx.context.num_gpus() == 0:
         # the official scripts train on the CPU when MXNet sees no GPU, whatever --gpus says
@@ -240,7 +245,7 @@ def script_contexts(gpus, gpus_source, num_cpu_contexts=1, flag='--gpus', shown=
                      'WARNING: no GPU visible to MXNet: %s %s falls back to the CPU, as the '
                      'official scripts do' % (flag, shown))
         gpus = ''
-    ctx, where = contexts(gpus, num_cpu_contexts)
+    ctx, where = contexts(gpus, num_cpu_contexts, flag, shown)
     return ctx, notes + [where]
 
 
