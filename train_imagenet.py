@@ -232,34 +232,22 @@ def make_trainer(args, model, sched, kv, dtype, notes):
     return trainer
 
 
-def restore(engine, args, iters, notes):
+def restore(engine, args):
     """Official resume flags: ``--resume-params`` (our set: verified, continues its schedule;
     any .params: weights only) with ``--resume-states`` and ``--resume-epoch``."""
-    if args.resume_params and os.path.isfile(stem_of(args.resume_params) + '.json'):
-        if args.resume_states and stem_of(args.resume_states) != stem_of(args.resume_params):
-            raise AFFError('--resume-states %s is not the states file of --resume-params %s; pass '
-                           '%s.states or drop --resume-states' % (
-                               args.resume_states, args.resume_params,
-                               stem_of(args.resume_params)))
-        # official semantics: the momentum is restored only when --resume-states is given
-        resume = engine.restore(args.resume_params, with_states=bool(args.resume_states))
-        if args.resume_epoch not in (0, resume.start_epoch):
-            raise AFFError('--resume-epoch %d contradicts %s, which ends at epoch %d; drop '
-                           '--resume-epoch or pass %d' % (args.resume_epoch, args.resume_params,
-                                                          resume.start_epoch - 1,
-                                                          resume.start_epoch))
-        return resume
-    if args.resume_params:
-        load_params(engine.model, args.resume_params, ctx=engine.ctx)
-    if args.resume_states:
-        engine.load_states(args.resume_states)
-    if args.resume_epoch:
-        T.start_schedule_at(engine.trainer, args.resume_epoch * iters)
-        if not args.resume_states:
-            notes.append('resumed at epoch %d without --resume-states: the schedule continues at '
-                         'update %d, the momentum starts from zero' % (args.resume_epoch,
-                                                                     args.resume_epoch * iters))
-    return Resume(args.resume_epoch)
+    if not (args.resume_params and os.path.isfile(stem_of(args.resume_params) + '.json')):
+        return engine.restore_files(args.resume_params, args.resume_states, args.resume_epoch)
+    if args.resume_states and stem_of(args.resume_states) != stem_of(args.resume_params):
+        raise AFFError('--resume-states %s is not the states file of --resume-params %s; pass '
+                       '%s.states or drop --resume-states' % (
+                           args.resume_states, args.resume_params, stem_of(args.resume_params)))
+    # official semantics: the momentum is restored only when --resume-states is given
+    resume = engine.restore(args.resume_params, with_states=bool(args.resume_states))
+    if args.resume_epoch not in (0, resume.start_epoch):
+        raise AFFError('--resume-epoch %d contradicts %s, which ends at epoch %d; drop '
+                       '--resume-epoch or pass %d' % (args.resume_epoch, args.resume_params,
+                                                      resume.start_epoch - 1, resume.start_epoch))
+    return resume
 
 
 # --------------------------------------------------------------------------- main
@@ -325,7 +313,7 @@ def main(argv=None):
     engine = Engine(task, model, trainer, ctx, iters, total_batch, args.num_epochs, ckpt,
                     dict(vars(args)), best=best, save_period=args.save_frequency,
                     period_tag='%d', save_final=True, log_interval=args.log_interval, rank=rank)
-    resume = restore(engine, args, iters, notes)
+    resume = restore(engine, args)
     if rank != 0:
         engine.fit(train_data, val_data, resume.start_epoch, resume.best)
         return 0

@@ -206,6 +206,9 @@ def test_another_models_or_garbled_states_are_named(cifar, tmp_path, capsys):
             '--save-dir', str(tmp_path / 'in')]
     assert train_imagenet.main(base) == 0
     mine = glob.glob(str(tmp_path / 'in' / 'imagenet-*-last.params'))[0]
+    one_error_line(capsys, train_imagenet.main,
+                   base + ['--num-epochs', '5', '--resume-epoch', '3', '--resume-params', mine],
+                   '--resume-epoch 3 contradicts', 'pass 1')
     theirs = str(other / 'params' / 'cifar10-ASKCFuse-resnet-8-c-2-s-1-last.states')
     one_error_line(capsys, train_imagenet.main,
                    base + ['--resume-params', mine, '--resume-states', theirs],
