@@ -122,26 +122,30 @@ def data_dir(args):
 
 
 def load_datasets(args, log_lines):
-    """``(train, val)`` segmentation datasets (items: uint8 HWC image, int32 mask)."""
+    """``(train, val)`` segmentation datasets (items: uint8 HWC image, int32 mask); with
+    ``--eval`` the training set is not built (``None``)."""
     from utils.data import stopsign as D
     if args.dataset == 'synthetic-stopsign':
-        size = args.base_size
-        xtr, ytr, _ = D.synthetic_stopsign(args.synthetic_train, size, seed=args.synthetic_seed)
-        xva, yva, _ = D.synthetic_stopsign(args.synthetic_val, size, seed=args.synthetic_seed,
+        size, seed = args.base_size, args.synthetic_seed
+        xva, yva, _ = D.synthetic_stopsign(args.synthetic_val, size, seed=seed,
                                            start=args.synthetic_train)
+        val = D.ArraySegmentation(xva, yva, 'val', args.base_size, args.crop_size)
+        if args.eval:
+            return None, val
+        xtr, ytr, _ = D.synthetic_stopsign(args.synthetic_train, size, seed=seed)
         log_lines.append('synthetic StopSign: %d training + %d validation images of %dx%d '
                          '(seed %d), %.1f%% stop-sign pixels'
-                         % (len(xtr), len(xva), size, size, args.synthetic_seed,
-                            100.0 * ytr.mean()))
-        return (D.ArraySegmentation(xtr, ytr, 'train', args.base_size, args.crop_size),
-                D.ArraySegmentation(xva, yva, 'val', args.base_size, args.crop_size))
+                         % (len(xtr), len(xva), size, size, seed, 100.0 * ytr.mean()))
+        return D.ArraySegmentation(xtr, ytr, 'train', args.base_size, args.crop_size), val
     root = data_dir(args)
     manifest = D.build_stopsign(args.coco_root, root, rebuild=args.rebuild_data,
                                 log=log_lines.append)
     log_lines.append('StopSign cache %s: %s' % (root, ', '.join(
         '%s %d images' % (s, v['images']) for s, v in sorted(manifest['splits'].items()))))
-    return (D.StopSignSegmentation(root, 'train', 'train', args.base_size, args.crop_size),
-            D.StopSignSegmentation(root, 'val', 'val', args.base_size, args.crop_size))
+    val = D.StopSignSegmentation(root, 'val', 'val', args.base_size, args.crop_size)
+    if args.eval:
+        return None, val
+    return D.StopSignSegmentation(root, 'train', 'train', args.base_size, args.crop_size), val
 
 
 def schedule(args, iters):

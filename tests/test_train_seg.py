@@ -80,8 +80,15 @@ def test_short_training_beats_an_untrained_network_and_resumes(tmp_path, capsys)
 
     # --eval of the best checkpoint reports the logged best mIoU
     best_params = str(params / ('%s-best.params' % NAME))
-    assert train_seg.main(SMALL + ['--eval', '--resume', best_params, '--logging-dir',
-                                   str(tmp_path / 'eval')]) == 0
+    from utils.data import stopsign as D
+    made, real = [], D.synthetic_stopsign
+    D.synthetic_stopsign = lambda num, *a, **k: made.append(num) or real(num, *a, **k)
+    try:
+        assert train_seg.main(SMALL + ['--eval', '--resume', best_params, '--logging-dir',
+                                       str(tmp_path / 'eval')]) == 0
+    finally:
+        D.synthetic_stopsign = real
+    assert made == [32]                          # --eval builds the validation images only
     out = capsys.readouterr().out
     # evaluated through utils.train.hybridize_for_inference; the plain (Add) FPN hits MXNet 1.9.1's
     # optimize_for conv+sum bug (README pitfall 17) and keeps static_alloc, which the line says
