@@ -287,6 +287,31 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_previous_set(cifar,
     assert not glob.glob(str(out / 'params' / '.*.tmp'))
 
 
+@pytest.mark.parametrize('where,outcome', [('appended train_%s.csv' % NAME, 'error'),
+                                           ('written %s_history.png' % NAME, 'warning')])
+def test_a_full_disk_while_logging_is_one_line_or_a_warning(cifar, tmp_path, monkeypatch, capsys,
+                                                            where, outcome):
+    trace = tmp_path / 'trace'
+    monkeypatch.setenv('AFF_FAULT_TRACE', str(trace))
+    C._FAULTS['count'] = 0
+    assert train_cifar.main(argv(cifar, tmp_path / 'a')) == 0
+    k = [int(n) for n, name in (ln.split(' ', 1) for ln in trace.read_text().splitlines())
+         if name == where][1]                                             # epoch 1
+    monkeypatch.delenv('AFF_FAULT_TRACE')
+    monkeypatch.setenv('AFF_FAULT_AT', str(k))
+    monkeypatch.setenv('AFF_FAULT_KIND', 'enospc')
+    C._FAULTS['count'] = 0
+    out = tmp_path / 'b'
+    if outcome == 'error':
+        one_error_line(capsys, train_cifar.main, argv(cifar, out), 'writing the log of epoch 1',
+                       'No space left')
+        assert C.read_set(last(out)[:-7]).epoch == 0
+    else:   # the plot comes after the commit: the run goes on and says so
+        assert train_cifar.main(argv(cifar, out)) == 0
+        assert 'WARNING: the history plot' in log_text(out) and 'No space left' in log_text(out)
+        assert C.read_set(last(out)[:-7]).epoch == 1
+
+
 def test_leftovers_of_an_interrupted_save_are_removed_and_said(cifar, tmp_path):
     assert train_cifar.main(argv(cifar, tmp_path, '--num-epochs', '1')) == 0
     for junk in ('.%s-last.params.123.abcd.tmp' % NAME, '%s-last.states.pending' % NAME):

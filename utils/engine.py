@@ -422,12 +422,29 @@ class Engine(object):
             lr = T.lr_after(trainer, (epoch + 1) * self.iters)
             speed = int(self.iters * self.total_batch / max(elapsed, 1e-9))
             log_kw, row = task.rows(epoch, train, values, loss_sum / seen, lr, speed, elapsed)
-            self.log.epoch(epoch, **log_kw)
-            self.csv.append(row)
+            try:
+                self.log.epoch(epoch, **log_kw)
+                self.csv.append(row)
+            except OSError as e:
+                raise AFFError('writing the log of epoch %d failed (%s): %s; free space or fix '
+                               'the folder and resume from the last checkpoint'
+                               % (epoch, e.strerror or e, self.log.path)) from None
             best = self._end_of_epoch(epoch, values, best)
             if self.plot:
-                plot_history(*self.plot[:2], title=self.plot[2])
+                try:
+                    plot_history(*self.plot[:2], title=self.plot[2])
+                except OSError as e:  # the checkpoint is committed: say it, go on
+                    self._warn('WARNING: the history plot %s was not written (%s)'
+                               % (self.plot[1], e.strerror or e), epoch)
         return best
+
+    def _warn(self, line, epoch):
+        try:
+            self.log.info(line)
+        except OSError as e:
+            raise AFFError('writing the log after epoch %d failed (%s): %s; the checkpoint of the '
+                           'epoch is saved: free space and resume from it'
+                           % (epoch, e.strerror or e, self.log.path)) from None
 
     def _diverged(self, what, update):
         lr = T.lr_after(self.trainer, update)
