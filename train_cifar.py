@@ -17,8 +17,8 @@ import os
 import sys
 
 import utils  # noqa: F401  (thread settings before mxnet)
-from utils.cli import (Parser, epoch_list, epochs_of, nonneg_float, nonneg_int, positive_float,
-                       positive_int, run_main, seed_int)
+from utils.cli import (Parser, check_askc_type, epoch_list, epochs_of, nonneg_float, nonneg_int,
+                       positive_float, positive_int, run_main, seed_int)
 
 import mxnet as mx  # noqa: E402
 
@@ -38,26 +38,27 @@ PAPER_RESNEXT = {'resnext29_32x4d': 3, 'resnext38_32x4d': 4, 'resnext47_32x4d': 
 def build_parser():
     p = Parser(prog='train_cifar.py', description=__doc__.split('\n')[0],
                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    a = p.add_argument
-    # ---- the official HEAD options (spec §4.2): same names, defaults and meanings
+    a = p.add_argument_group('open-aff HEAD options (same names, defaults and meanings)').add_argument
     a('--dataset', default='cifar100', help='cifar10, cifar100 or digits (embedded quick start)')
-    a('--batch-size', type=positive_int, default=128, help='per device')
-    a('--askc-type', default='xxx', help='fusion: official mode string or paper name')
+    a('--batch-size', type=positive_int, default=128, help='images per device and update')
+    a('--askc-type', default='xxx', help='fusion of --model resnet/resnext: an official mode string '
+      '(ASKCFuse = AFF, ResGlobLocaforGlobLocaChaFuse = iAFF, DirectAdd = none) or a paper name; '
+      'python -m utils.models --fusions lists them')
     a('--channel-times', type=positive_int, default=4, help='width multiplier of [16,16,32,64]')
-    a('--blocks', type=positive_int, default=1, help='blocks per stage')
-    a('--start-layer', type=nonneg_int, default=1, help='stages before it use plain addition')
-    a('--summary', action='store_true', help='print the parameter table and exit')
-    a('--gpus', default='0,1,2,3', help='GPU ids ("" = CPU); the default becomes the CPU, '
-      'with a log line, when MXNet sees no GPU')
-    a('--model', default='resnet', help='resnet, resnext, an 806562e name '
-      '(resnext29_32x4d ...) or any registry name (python -m utils.models --all)')
+    a('--blocks', type=positive_int, default=1, help='blocks per stage (depth 6*blocks+2)')
+    a('--start-layer', type=nonneg_int, default=1, help='stages numbered below it use plain addition')
+    a('--summary', action='store_true', help='print the parameter count and exit')
+    a('--gpus', default='0,1,2,3', help='GPU ids ("" = CPU); with no GPU visible to MXNet the CPU '
+      'is used, with a log line')
+    a('--model', default='resnet', help='resnet, resnext, an 806562e name (resnext29_32x4d ...) or '
+      'any registry name (python -m utils.models --all)')
     a('-j', '--num-data-workers', dest='num_workers', type=nonneg_int, default=96,
       help='data-loading processes (capped to the usable cores, with a log line)')
-    a('--num-epochs', type=positive_int, default=640)
-    a('--lr', type=positive_float, default=0.2)
-    a('--momentum', type=nonneg_float, default=0.9)
-    a('--wd', type=nonneg_float, default=1e-4)
-    a('--lr-decay', type=positive_float, default=0.1)
+    a('--num-epochs', type=positive_int, default=640, help='epochs to train')
+    a('--lr', type=positive_float, default=0.2, help='base learning rate (not scaled by the batch)')
+    a('--momentum', type=nonneg_float, default=0.9, help='momentum of NAG/SGD')
+    a('--wd', type=nonneg_float, default=1e-4, help='weight decay')
+    a('--lr-decay', type=positive_float, default=0.1, help='factor of each step decay')
     a('--lr-decay-period', type=nonneg_int, default=0,
       help='decay every N epochs instead of at --lr-decay-epoch (0: off)')
     a('--lr-decay-epoch', type=epoch_list, default='300,450',
@@ -65,25 +66,25 @@ def build_parser():
     a('--drop-rate', type=float, default=0.0, help='unused, as in the official script')
     a('--mode', default='hybrid', help='hybrid (static graph) or imperative')
     a('--save-period', type=nonneg_int, default=10, help='epochs between periodic checkpoints (0: off)')
-    a('--save-dir', default='params')
-    a('--logging-dir', default='logs')
+    a('--save-dir', default='params', help='checkpoints: best, -last every epoch, periodic')
+    a('--logging-dir', default='logs', help='the training log and the per-epoch CSV')
     a('--resume-from', default=None, help='a checkpoint of ours (continues its schedule) or '
       'any .params file (weights only, schedule from epoch 0, as the official script)')
-    a('--save-plot-dir', default='.')
-    a('--mixup', action='store_true')
+    a('--save-plot-dir', default='.', help='the history plot <model>_history.png')
+    a('--mixup', action='store_true', help='mixup of each device shard with itself reversed')
     a('--mixup-alpha', type=positive_float, default=1.0,
       help='Beta(alpha, alpha) of the mixing weight')
     a('--mixup-off-epoch', type=nonneg_int, default=40, help='no mixup in the last N epochs')
     a('--auto_aug', action='store_true', help='AutoAugment (CIFAR-10 policy) before crop/flip')
-    a('--label-smoothing', action='store_true', help='epsilon 0.1')
-    a('--cosine', action='store_true', help='warmup + cosine (else per-epoch step decay)')
+    a('--label-smoothing', action='store_true', help='label smoothing, epsilon 0.1')
+    a('--cosine', action='store_true', help='warmup + cosine per update (else per-epoch step decay)')
     a('--no-wd', action='store_true', help='no weight decay on BN gamma/beta and biases '
       '(only with --cosine, as the official script)')
     a('--warmup-lr', type=float, default=0.0, help='unused, as in the official script')
     a('--warmup-epochs', type=nonneg_int, default=10,
       help='linear warmup epochs (cosine mode; they also shift the step epochs)')
-    a('--deep-stem', action='store_true')
-    # ---- additions
+    a('--deep-stem', action='store_true', help='three 3x3 convs as stem (HEAD host option)')
+    a = p.add_argument_group('additions of this repository').add_argument
     a('--recipe', default=None, choices=sorted(CIFAR_RECIPES),
       help='defaults of a recipe (utils/recipes.py); explicit flags override it '
       '[default: quickstart for digits, else official]')
@@ -97,8 +98,9 @@ def build_parser():
       'outputs for the 20 superclasses)')
     a('--era', default='head', choices=['head', 'paper'],
       help='host code of --model resnet/resnext: open-aff HEAD or the 806562e paper commit')
-    a('--init', default='xavier', choices=['xavier', 'kaiming'])
-    a('--seed', type=seed_int, default=0)
+    a('--init', default='xavier', choices=['xavier', 'kaiming'],
+      help='xavier (the official scripts) or kaiming (MSRA; Table 2)')
+    a('--seed', type=seed_int, default=0, help='seed of MXNet, NumPy and Python generators')
     a('--num-cpu-contexts', type=positive_int, default=1, help='CPU devices when training on the CPU')
     a('--optimizer', default='nag', choices=['nag', 'sgd'],
       help='nag (Nesterov, the official scripts) or sgd (plain momentum SGD: the '
@@ -183,7 +185,8 @@ def validate(args):
     if args.mode not in ('hybrid', 'imperative'):
         raise AFFError("--mode must be 'hybrid' or 'imperative', got %r" % args.mode)
     if args.model in ('resnet', 'resnext'):
-        fusion = net.fusion.canonical_fusion(args.askc_type)  # unknown -> listed names
+        check_askc_type(args.askc_type, args.model)
+        fusion = net.fusion.canonical_fusion(args.askc_type)  # unknown -> the closest names
         if args.start_layer > 3 and fusion != net.fusion.canonical_fusion('DirectAdd'):
             raise AFFError('--start-layer %d leaves none of the 3 stages with %s; use 1, 2 or 3 '
                            '(or --askc-type DirectAdd for the plain network)'

@@ -17,8 +17,8 @@ import sys
 import time
 
 import utils  # noqa: F401  (thread settings before mxnet)
-from utils.cli import (Parser, epoch_list, epochs_of, nonneg_float, nonneg_int, positive_float,
-                       positive_int, run_main, seed_int)
+from utils.cli import (Parser, check_askc_type, epoch_list, epochs_of, nonneg_float, nonneg_int,
+                       positive_float, positive_int, run_main, seed_int)
 
 import mxnet as mx  # noqa: E402
 
@@ -36,74 +36,90 @@ from utils.recipes import IMAGENET_RECIPES, resolve  # noqa: E402
 def build_parser():
     p = Parser(prog='train_imagenet.py', description=__doc__.split('\n')[0],
                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    a = p.add_argument
+    a = p.add_argument_group('open-aff HEAD options (same names, defaults and meanings)').add_argument
     home = os.path.join('~', '.mxnet', 'datasets', 'imagenet')
-    # ---- the official HEAD options (spec §4.3)
-    a('--data-dir', default=home, help='image folders train/ and val/ (without --use-rec)')
-    a('--rec-train', default=os.path.join(home, 'rec', 'train.rec'))
-    a('--rec-train-idx', default=os.path.join(home, 'rec', 'train.idx'))
-    a('--rec-val', default=os.path.join(home, 'rec', 'val.rec'))
-    a('--rec-val-idx', default=os.path.join(home, 'rec', 'val.idx'))
-    a('--use-rec', action='store_true')
+    unused = 'unused, as in the official script'
+    a('--data-dir', default=home, help='image folders train/<class>/ and val/<class>/ (without '
+      '--use-rec)')
+    a('--rec-train', default=os.path.join(home, 'rec', 'train.rec'), help='training RecordIO file')
+    a('--rec-train-idx', default=os.path.join(home, 'rec', 'train.idx'), help='its index')
+    a('--rec-val', default=os.path.join(home, 'rec', 'val.rec'), help='validation RecordIO file')
+    a('--rec-val-idx', default=os.path.join(home, 'rec', 'val.idx'), help='its index')
+    a('--use-rec', action='store_true', help='read the RecordIO files instead of --data-dir')
     a('--summary', action='store_true', help='print the parameter count and exit')
-    a('--batch-size', type=positive_int, default=128, help='per device')
-    a('--r', type=int, default=16, help='unused, as in the official script (r = 16 is built in)')
+    a('--batch-size', type=positive_int, default=128, help='images per device and update')
+    a('--r', type=int, default=16, help=unused + ' (r = 16 is built in)')
     a('--dtype', default='float16', help='float32, or float16 (GPU only)')
-    a('--model', default='xxx', help='resnet, resnext, or a registry name')
+    a('--model', default='xxx', help='resnet, resnext (with --askc-type), or a registry name '
+      '(python -m utils.models --all)')
     a('--scenario', default=None, help='806562e selector: ResNet or ResNeXt (= --model with '
       '--era paper)')
-    a('--askc-type', default='xxx')
-    a('--num-gpus', type=nonneg_int, default=4, help='GPUs (0 = CPU); the default becomes the CPU, '
-      'with a log line, when MXNet sees no GPU')
-    a('-j', '--num-data-workers', dest='num_workers', type=nonneg_int, default=96)
-    a('--num-epochs', type=positive_int, default=240)
-    a('--lr', type=positive_float, default=0.075)
-    a('--momentum', type=nonneg_float, default=0.9)
-    a('--wd', type=nonneg_float, default=1e-4)
-    a('--lr-mode', default='cosine')
-    a('--lr-decay', type=positive_float, default=0.1)
-    a('--lr-decay-period', type=nonneg_int, default=0)
-    a('--lr-decay-epoch', type=epoch_list, default='40,60')
-    a('--warmup-lr', type=float, default=0.0, help='unused, as in the official script')
-    a('--warmup-epochs', type=nonneg_int, default=5)
-    a('--last-gamma', action='store_true')
-    a('--mode', default='hybrid')
-    a('--input-size', type=positive_int, default=224)
-    a('--crop-ratio', type=positive_float, default=0.875)
-    a('--use-pretrained', action='store_true', help='unused, as in the official script')
-    a('--use-se', action='store_true')
-    a('--mixup', action='store_true')
-    a('--mixup-alpha', type=positive_float, default=0.2)
-    a('--mixup-off-epoch', type=nonneg_int, default=5)
-    a('--label-smoothing', action='store_true')
-    a('--no-wd', action='store_true')
+    a('--askc-type', default='xxx', help='fusion of --model resnet/resnext: ASKCFuse (AFF), '
+      'ResGlobLocaforGlobLocaChaFuse (iAFF), DirectAdd (none), ... (python -m utils.models '
+      '--fusions)')
+    a('--num-gpus', type=nonneg_int, default=4, help='GPUs (0 = CPU); with no GPU visible to MXNet '
+      'the CPU is used, with a log line')
+    a('-j', '--num-data-workers', dest='num_workers', type=nonneg_int, default=96,
+      help='decoding threads / data-loading processes (capped to the usable cores)')
+    a('--num-epochs', type=positive_int, default=240, help='epochs to train')
+    a('--lr', type=positive_float, default=0.075, help='base learning rate')
+    a('--momentum', type=nonneg_float, default=0.9, help='momentum of NAG/SGD')
+    a('--wd', type=nonneg_float, default=1e-4, help='weight decay')
+    a('--lr-mode', default='cosine', help='step, cosine, poly, linear or constant (per update, '
+      'GluonCV), after the warmup')
+    a('--lr-decay', type=positive_float, default=0.1, help='factor of each step decay')
+    a('--lr-decay-period', type=nonneg_int, default=0,
+      help='step mode: decay every N epochs instead of at --lr-decay-epoch (0: off)')
+    a('--lr-decay-epoch', type=epoch_list, default='40,60', help='step mode: decay epochs')
+    a('--warmup-lr', type=float, default=0.0, help=unused)
+    a('--warmup-epochs', type=nonneg_int, default=5, help='linear warmup from 0 (epochs)')
+    a('--last-gamma', action='store_true', help='zero-initialise the last BN gamma of each '
+      'ResNet block')
+    a('--mode', default='hybrid', help='hybrid (static graph) or imperative')
+    a('--input-size', type=positive_int, default=224, help='training crop and validation size')
+    a('--crop-ratio', type=positive_float, default=0.875, help='validation centre-crop ratio')
+    a('--use-pretrained', action='store_true', help=unused)
+    a('--use-se', action='store_true', help='squeeze-excitation in the ResNeXt host')
+    a('--mixup', action='store_true', help='mixup of each device shard with itself reversed')
+    a('--mixup-alpha', type=positive_float, default=0.2, help='Beta(alpha, alpha) of the mixing '
+      'weight')
+    a('--mixup-off-epoch', type=nonneg_int, default=5, help='no mixup in the last N epochs')
+    a('--label-smoothing', action='store_true', help='label smoothing, epsilon 0.1')
+    a('--no-wd', action='store_true', help='no weight decay on BN gamma/beta and biases')
     a('--teacher', default=None, help='not supported (distillation; unused in the official runs)')
-    a('--temperature', type=float, default=20)
-    a('--hard-weight', type=float, default=0.5)
-    a('--batch-norm', action='store_true', help='unused, as in the official script')
-    a('--use-gn', action='store_true', help='unused, as in the official script')
-    a('--save-frequency', type=nonneg_int, default=10)
-    a('--save-dir', default='params')
-    a('--resume-epoch', type=nonneg_int, default=0)
-    a('--resume-params', default='')
-    a('--resume-states', default='')
-    a('--log-interval', type=nonneg_int, default=50)
-    a('--logging-file', default='train_imagenet.log')
+    a('--temperature', type=float, default=20, help=unused + ' (distillation)')
+    a('--hard-weight', type=float, default=0.5, help=unused + ' (distillation)')
+    a('--batch-norm', action='store_true', help=unused)
+    a('--use-gn', action='store_true', help=unused)
+    a('--save-frequency', type=nonneg_int, default=10, help='epochs between periodic checkpoints '
+      'imagenet-<model>-<epoch> (0: only after the last epoch)')
+    a('--save-dir', default='params', help='checkpoints')
+    a('--resume-epoch', type=nonneg_int, default=0, help='first epoch of a resumed run')
+    a('--resume-params', default='', help='weights to resume from (our -last set: its epoch and '
+      'schedule; any .params: weights only)')
+    a('--resume-states', default='', help='optimizer states to resume from')
+    a('--log-interval', type=nonneg_int, default=50, help='batches between speed lines (0: none)')
+    a('--logging-file', default='train_imagenet.log', help='the training log (the CSV goes beside '
+      'it)')
     a('--auto_aug', action='store_true', help='ImageNet AutoAugment policy (in RecordIO mode '
       'too; the official script ignored it there)')
-    a('--start-layer', type=nonneg_int, default=3)
-    a('--num-layer', type=positive_int, default=50)
-    # ---- additions
-    a('--recipe', default=None, choices=sorted(IMAGENET_RECIPES))
-    a('--era', default='head', choices=['head', 'paper'])
-    a('--classes', type=positive_int, default=1000)
+    a('--start-layer', type=nonneg_int, default=3, help='stages numbered below it use plain '
+      'addition')
+    a('--num-layer', type=positive_int, default=50, help='depth of --model resnet/resnext')
+    a = p.add_argument_group('additions of this repository').add_argument
+    a('--recipe', default=None, choices=sorted(IMAGENET_RECIPES),
+      help='defaults of a recipe (utils/recipes.py); explicit flags override it')
+    a('--era', default='head', choices=['head', 'paper'],
+      help='host code of --model resnet/resnext: open-aff HEAD or the 806562e paper commit')
+    a('--classes', type=positive_int, default=1000, help='classifier outputs')
     a('--eval', action='store_true', help='only report top-1/top-5 error on the validation data')
     a('--pretrained', action='store_true', help='with --eval: the released checkpoint of the '
       'registry --model')
     a('--kv-store', default='device', help='local, device, nccl, dist_sync, dist_device_sync, '
-      'dist_async')
-    a('--seed', type=seed_int, default=0)
-    a('--num-cpu-contexts', type=positive_int, default=1)
+      'dist_async (start dist_* runs with python -m utils.launch)')
+    a('--seed', type=seed_int, default=0, help='seed of MXNet, NumPy, Python and the data order')
+    a('--num-cpu-contexts', type=positive_int, default=1, help='CPU devices when training on the '
+      'CPU')
     a('--rec-verify', default='full', choices=['quick', 'full', 'decode'],
       help='check of the RecordIO files before training: every record header (full: MXNet aborts '
       'the process on a broken one), only 64 of them (quick), or also decode every image (decode: '
@@ -121,6 +137,7 @@ def build_net(args):
             raise AFFError("--scenario must be ResNet or ResNeXt, got %r" % args.scenario)
         args.model, args.era = args.scenario.lower(), 'paper'
     if args.model in ('resnet', 'resnext'):
+        check_askc_type(args.askc_type, args.model)
         net.fusion.canonical_fusion(args.askc_type)
         layers = check_depth(args.num_layer, official=True)
         if args.model == 'resnet':

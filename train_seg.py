@@ -57,27 +57,31 @@ def build_parser():
     a('--rebuild-data', action='store_true', help='rebuild the StopSign cache from --coco-root')
     a('--base-size', type=positive_int, default=512, help='training images are rescaled around this size')
     a('--crop-size', type=positive_int, default=480, help='training crop / validation centre crop')
-    a('--batch-size', type=positive_int, default=32)
+    a('--batch-size', type=positive_int, default=32, help='images per device and update')
     a('--test-batch-size', type=positive_int, default=None, help='[default: --batch-size]')
-    a('--epochs', type=positive_int, default=300)
-    a('--lr', type=positive_float, default=0.01)
-    a('--optimizer', default='adagrad', choices=['adagrad', 'sgd', 'nag'])
+    a('--epochs', type=positive_int, default=300, help='epochs to train')
+    a('--lr', type=positive_float, default=0.01, help='base learning rate')
+    a('--optimizer', default='adagrad', choices=['adagrad', 'sgd', 'nag'],
+      help='AdaGrad (Table 2) or momentum SGD / Nesterov')
     a('--momentum', type=nonneg_float, default=0.9, help='sgd / nag only')
-    a('--wd', '--weight-decay', dest='wd', type=nonneg_float, default=1e-4)
-    a('--lr-mode', default='poly', choices=['poly', 'cosine', 'step', 'constant'])
+    a('--wd', '--weight-decay', dest='wd', type=nonneg_float, default=1e-4, help='weight decay')
+    a('--lr-mode', default='poly', choices=['poly', 'cosine', 'step', 'constant'],
+      help='learning-rate schedule per update (GluonCV)')
     a('--power', type=positive_float, default=0.9, help='poly power')
-    a('--init', default='kaiming', choices=['kaiming', 'xavier'])
+    a('--init', default='kaiming', choices=['kaiming', 'xavier'],
+      help='weight initialisation (Table 2: kaiming)')
     a('--eval', action='store_true', help='evaluate --resume on the validation set and exit')
     a('--resume', default=None, help='a checkpoint of ours (continues its schedule) or any '
       '.params file (weights only)')
-    a('--save-dir', default='params')
-    a('--logging-dir', default='logs')
-    a('--seed', type=seed_int, default=0)
+    a('--save-dir', default='params', help='checkpoints: -best and -last sets')
+    a('--logging-dir', default='logs', help='log, CSV, history plot and predictions PNG')
+    a('--seed', type=seed_int, default=0, help='seed of MXNet, NumPy and Python generators')
     a('-j', '--num-workers', '--workers', dest='num_workers', type=nonneg_int, default=4,
       help='data-loading processes (capped to the usable cores)')
     a('--gpus', default='0', help='GPU ids ("" = CPU); the default becomes the CPU when MXNet '
       'sees no GPU')
-    a('--mode', default='hybrid', choices=['hybrid', 'imperative'])
+    a('--mode', default='hybrid', choices=['hybrid', 'imperative'],
+      help='hybrid (static graph) or imperative')
     a('--vis-samples', type=nonneg_int, default=4, help='validation samples in the predictions PNG')
     a('--synthetic-train', type=positive_int, default=480, help='synthetic-stopsign training images')
     a('--synthetic-val', type=positive_int, default=96, help='synthetic-stopsign validation images')

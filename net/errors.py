@@ -11,3 +11,18 @@ class UnknownNameError(AFFError, ValueError):
 
 class CheckpointError(AFFError):
     """A checkpoint that is missing, corrupt, or does not fit the network."""
+
+
+def unknown_name(kind, name, valid, listing, shown=()):
+    """An :class:`UnknownNameError` for ``name``: the closest few of ``valid``, then ``shown``
+    (names worth seeing anyway) and where the whole list is (``listing``) -- one short line."""
+    import difflib
+    lowered = {str(v).lower(): v for v in valid}
+    close = [lowered[c] for c in difflib.get_close_matches(str(name).lower(), list(lowered), 5, 0.5)]
+    parts = ['unknown %s %r' % (kind, name)]
+    if close:
+        parts.append('closest: %s' % ', '.join(close))
+    if shown:
+        parts.append(', '.join(shown))
+    parts.append('all %d: %s' % (len(valid), listing))
+    return UnknownNameError('; '.join(parts))

@@ -31,7 +31,7 @@ string to a module.
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
-from .errors import AFFError, UnknownNameError
+from .errors import AFFError, unknown_name
 from .layers import GlobalAvgPool, add_hw, blocks, set_train_path, sigmoid
 
 __all__ = ['MSCAM', 'DirectAdd', 'Concat', 'AFF', 'AFFSingleLayer', 'IAFF', 'GlobalGlobal',
@@ -737,8 +737,8 @@ def canonical_fusion(name):
     try:
         return _TABLE[key]
     except KeyError:
-        raise UnknownNameError('unknown fusion %r; valid names: %s' % (
-            name, ', '.join(fusion_names()))) from None
+        raise unknown_name('fusion', name, fusion_names(), 'python -m utils.models --fusions',
+                           shown=['paper names: ' + ' '.join(PAPER_FUSIONS)]) from None
 
 
 def get_fusion(name, channels, r=None, scenario='short', **kwargs):

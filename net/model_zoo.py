@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from . import model_store
 from .cifar import CIFARPreActResNet, CIFARResNeXt
-from .errors import UnknownNameError
+from .errors import unknown_name
 from .fusion import PAPER_FUSIONS
 from .imagenet import DEPTHS, ResNetV1bHost, ResNeXtHost
 
@@ -145,7 +145,7 @@ def get_model_info(name):
     """The :class:`ModelInfo` of a registry name (raises listing the valid names)."""
     key = str(name).lower()
     if key not in _MODELS:
-        raise UnknownNameError('unknown model %r; valid names: %s' % (name, ', '.join(_MODELS)))
+        raise unknown_name('model', name, list(_MODELS), 'python -m utils.models --all')
     return _MODELS[key]
 
 

@@ -271,3 +271,32 @@ def test_a_preset_omp_threads_is_kept():
     res = run(["-c", THREADS_PROGRAM], env=env, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "1"
+
+
+# --- the command lines explain themselves ---------------------------------------------------------
+
+@pytest.mark.parametrize("script", ["train_cifar", "train_imagenet", "train_seg"])
+def test_every_option_of_the_scripts_has_help(script):
+    import argparse
+    import importlib
+    parser = importlib.import_module(script).build_parser()
+    options = [a for a in parser._actions if a.option_strings and not isinstance(a, argparse._HelpAction)]
+    assert len(options) > 25
+    assert not [a.option_strings for a in options if not a.help]
+    if script != "train_seg":   # official open-aff options and our additions are grouped apart
+        titles = [g.title for g in parser._action_groups]
+        assert any(t.startswith("open-aff HEAD options") for t in titles)
+        assert "additions of this repository" in titles
+
+
+@pytest.mark.parametrize("script", ["train_cifar", "train_imagenet"])
+def test_the_official_default_askc_type_says_which_to_give(script, capsys):
+    import importlib
+    from utils.cli import run_main
+    with pytest.raises(SystemExit) as e:
+        run_main(importlib.import_module(script).main, ["--model", "resnet", "--num-gpus" if
+                                                        script == "train_imagenet" else "--gpus",
+                                                        "0"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and len(err) < 300, err
+    assert "needs --askc-type" in err and "ASKCFuse (AFF)" in err

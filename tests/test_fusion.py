@@ -305,7 +305,10 @@ def test_unknown_fusion_lists_the_valid_names():
     with pytest.raises(UnknownNameError) as err:
         net.get_fusion('AFFF', 16)
     msg = str(err.value)
-    assert 'AFFF' in msg and 'iaff' in msg and 'ASKCFuse' in msg and '\n' not in msg
+    assert msg.startswith("unknown fusion 'AFFF'; closest: aff, iaff") and '\n' not in msg
+    assert 'python -m utils.models --fusions' in msg and len(msg) < 400
+    from utils.models import fusion_table
+    assert any(line.split() == ['ASKCFuse', 'AFF'] for line in fusion_table())
 
 
 def test_broken_official_mode_is_refused_with_a_reason():

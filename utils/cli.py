@@ -111,3 +111,13 @@ def epochs_of(text):
     if any(e < 0 for e in epochs) or epochs != sorted(epochs):
         raise argparse.ArgumentTypeError(f"expected increasing epochs >= 0, got {text!r}")
     return epochs
+
+
+def check_askc_type(askc_type, model):
+    """The official scripts' ``--askc-type`` default ``xxx`` names no fusion: one line saying
+    which to give (instead of the list of every name)."""
+    if askc_type == 'xxx':
+        from net.errors import AFFError
+        raise AFFError(f"--model {model} needs --askc-type (the official default 'xxx' names no "
+                       "fusion): e.g. ASKCFuse (AFF), ResGlobLocaforGlobLocaChaFuse (iAFF) or "
+                       "DirectAdd (no fusion); python -m utils.models --fusions lists them all")

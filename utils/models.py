@@ -149,11 +149,24 @@ def parse_args(argv=None):
     p.add_argument("--classes", type=positive_int, default=None,
                    help="number of classes for the NAMEs / --all models (default: each model's own)")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.add_argument("--fusions", action="store_true",
+                   help="list every fusion name (--askc-type / get_fusion) with the module it builds")
     return p.parse_args(argv)
+
+
+def fusion_table():
+    """Lines ``name  module`` for every paper name and official mode string."""
+    from net.fusion import canonical_fusion, fusion_names
+    names = fusion_names()
+    width = max(len(n) for n in names)
+    return ["%-*s  %s" % (width, n, canonical_fusion(n).__name__) for n in names]
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.fusions:
+        print("\n".join(fusion_table()))
+        return 0
     names = list(dict.fromkeys(args.names + (net.get_model_list() if args.all else [])))
     check_names(names)
     entries = []
