@@ -300,3 +300,24 @@ def test_the_official_default_askc_type_says_which_to_give(script, capsys):
     err = capsys.readouterr().err
     assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and len(err) < 300, err
     assert "needs --askc-type" in err and "ASKCFuse (AFF)" in err
+
+
+class _Parsed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("tool", ["compare", "reproduce", "gradcam", "bench", "bench_profile",
+                                  "launch", "models", "flops"])
+def test_every_option_of_the_tools_has_help(tool, monkeypatch):
+    import argparse
+    import importlib
+
+    def grab(self, args=None, namespace=None):
+        raise _Parsed(self)
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", grab)
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_known_args", grab)
+    with pytest.raises(_Parsed) as got:
+        importlib.import_module("utils." + tool).main([])
+    parser = got.value.args[0]
+    options = [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
+    assert options and not [a.option_strings or a.dest for a in options if not a.help]

@@ -35,10 +35,12 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog='\n'.join(__doc__.split('\n')[2:]))
     p.add_argument('--model', required=True, help='registry name')
-    p.add_argument('--phase', choices=('train', 'inference'), default='train')
+    p.add_argument('--phase', choices=('train', 'inference'), default='train',
+                   help='profile training steps or the inference path')
     p.add_argument('--baseline', action='store_true', help='the official structure instead of the fast path')
-    p.add_argument('--batch-size', type=positive_int, default=128)
-    p.add_argument('--input-size', type=positive_int, default=None)
+    p.add_argument('--batch-size', type=positive_int, default=128, help='images per step')
+    p.add_argument('--input-size', type=positive_int, default=None,
+                   help='image side (default: the model\'s input size)')
     p.add_argument('--iters', type=positive_int, default=5, help='profiled steps (after 3 warm-up steps)')
     p.add_argument('--min-share', type=float, default=0.5,
                    help='list operators with at least this %% of the total (default 0.5; 0 lists all)')

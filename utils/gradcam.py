@@ -147,14 +147,16 @@ def main(argv=None):
     p.add_argument('--params', action='append', default=[],
                    help='.params file per --model (in the same order), or a released tag '
                    '("pretrained" for the default released checkpoint)')
-    p.add_argument('--image', nargs='+', required=True)
-    p.add_argument('--classes', type=int, default=None)
-    p.add_argument('--input-size', type=int, default=None)
+    p.add_argument('--image', nargs='+', required=True, help='image file(s) to explain')
+    p.add_argument('--classes', type=int, default=None,
+                   help='classifier outputs of the models (default: each model\'s own)')
+    p.add_argument('--input-size', type=int, default=None,
+                   help='side the images are resized to (default: the model\'s input size)')
     p.add_argument('--labels', default=None, help='text file with one class name per line')
     p.add_argument('--hybridize', action='store_true',
                    help='explain the hybridized network; the trunk runs through the inference path '
                    '(oneDNN graph optimisation on the CPU, utils.train.hybridize_for_inference)')
-    p.add_argument('--out', default='gradcam.png')
+    p.add_argument('--out', default='gradcam.png', help='the PNG written')
     args = p.parse_args(argv)
     if len(args.params) != len(args.model):
         raise AFFError('give one --params per --model (%d models, %d params)'

@@ -239,8 +239,11 @@ def build_parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     f = p.add_argument_group('filters (all given ones must match)')
     f.add_argument('--table', help='one of %s (case-insensitive)' % ', '.join(PT.TABLES))
-    f.add_argument('--scenario', choices=PT.SCENARIOS)
-    f.add_argument('--b', type=int, choices=(1, 2, 3, 4))
+    f.add_argument('--scenario', choices=PT.SCENARIOS,
+                   help='the cell\'s column: inception (same layer), resnet (short skip), fpn (long '
+                   'skip), imagenet or cifar')
+    f.add_argument('--b', type=int, choices=(1, 2, 3, 4),
+                   help='blocks per stage of a ResNet-20-b cell')
     f.add_argument('--model', help='registry (or planned) model name')
     f.add_argument('--row', help="the paper's row label, e.g. 'iAFF (ours)'")
     p.add_argument('--list', action='store_true', help='list the cells instead of commands')
