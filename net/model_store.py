@@ -280,7 +280,8 @@ def find_checkpoint(model, pretrained=True, root=None):
                 return record, candidate
     raise CheckpointError(
         'checkpoint %s (%s, tag %r) not found in: %s; download it from %s and put it in %s '
-        '(bare name or the sub-path %s), or pass root=DIR / pretrained=\'/path/to/file.params\''
+        '(bare name or the sub-path %s), or point $AFF_PARAMS_DIR at its folder (in Python: '
+        'root=DIR, or pretrained=\'/path/to/file.params\')'
         % (record.file, record.model, record.tag, ', '.join(dirs), record.url, REPO_PARAMS_DIR,
            record.relpath))
 

@@ -372,3 +372,18 @@ def test_run_main_maps_a_diverged_run_to_its_exit_status(capsys):
 def test_a_training_set_smaller_than_one_batch_is_one_line(cifar, tmp_path, capsys, mode):
     one_error_line(capsys, train_cifar.main, argv(cifar, tmp_path, '--batch-size', '128', *mode),
                    'an epoch has no iteration', '--batch-size')
+
+
+def test_library_warnings_reach_the_runs_log(cifar, tmp_path, monkeypatch):
+    import warnings
+    real = T.train_step
+
+    def warn_once(*args):
+        warnings.warn('a library warning for the log', UserWarning)
+        return real(*args)
+    monkeypatch.setattr(T, 'train_step', warn_once)
+    with warnings.catch_warnings():
+        warnings.simplefilter('always')
+        assert train_cifar.main(argv(cifar, tmp_path, '--num-epochs', '1')) == 0
+    assert 'WARNING (py.warnings):' in log_text(tmp_path)
+    assert 'a library warning for the log' in log_text(tmp_path)

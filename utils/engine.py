@@ -17,6 +17,7 @@ evaluation, the epoch's log line and CSV row, the best-checkpoint rule) and call
 :meth:`Engine.fit`.
 """
 import contextlib
+import logging
 import math
 import os
 import sys
@@ -546,6 +547,11 @@ def open_run_logs(log_path, csv_path, config, sources, notes, kind, fields, star
     trains again are removed (said in the log).  Both are closed on leaving."""
     log = EpochLogger(log_path, config, prefix=prefix, stream=sys.stdout, kind=kind)
     csv = None
+    handler = _LogHandler(log)
+    loggers = [logging.getLogger(n) for n in ('py.warnings', 'net', 'gluoncv')]
+    logging.captureWarnings(True)
+    for lg in loggers:
+        lg.addHandler(handler)
     try:
         csv = EpochCSV(csv_path, fields)
         gone = csv.drop_from(start_epoch)
@@ -556,6 +562,23 @@ def open_run_logs(log_path, csv_path, config, sources, notes, kind, fields, star
         log.setup(sources, notes)
         yield log, csv
     finally:
+        for lg in loggers:
+            lg.removeHandler(handler)
+        logging.captureWarnings(False)
         for f in (csv, log):
             if f is not None:
                 f.close()
+
+
+class _LogHandler(logging.Handler):
+    """Python warnings and the ``net`` / ``gluoncv`` loggers into the run's log, one line each."""
+
+    def __init__(self, log):
+        super(_LogHandler, self).__init__(logging.WARNING)
+        self.log = log
+
+    def emit(self, record):
+        try:
+            self.log.info('WARNING (%s): %s' % (record.name, ' '.join(record.getMessage().split())))
+        except Exception:  # a log that cannot be written must not hide the warning's cause
+            self.handleError(record)
