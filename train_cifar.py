@@ -70,7 +70,8 @@ def build_parser():
     a('--logging-dir', default='logs', help='the training log and the per-epoch CSV')
     a('--resume-from', default=None, help='a checkpoint of ours (continues its schedule) or '
       'any .params file (weights only, schedule from epoch 0, as the official script)')
-    a('--save-plot-dir', default='.', help='the history plot <model>_history.png')
+    a('--save-plot-dir', default='.', help='the history plot <model>_history.png (the quickstart '
+      'recipe: beside the log)')
     a('--mixup', action='store_true', help='mixup of each device shard with itself reversed')
     a('--mixup-alpha', type=positive_float, default=1.0,
       help='Beta(alpha, alpha) of the mixing weight')
@@ -262,8 +263,9 @@ def main(argv=None):
     total_batch = args.batch_size * len(ctx)
     iters = len(xtr) // total_batch
     sched = schedule(args, max(iters, 1), notes)  # an empty epoch is refused by the engine
+    plot_dir = args.save_plot_dir or args.logging_dir
     probe_writable(('--save-dir', args.save_dir), ('--logging-dir', args.logging_dir),
-                   ('--save-plot-dir', args.save_plot_dir))
+                   ('--save-plot-dir', plot_dir))
     model.initialize(T.initializer(args.init), ctx=ctx)
     if args.mode == 'hybrid':
         notes.append(T.hybridize_for_training(model, ctx))
@@ -279,8 +281,7 @@ def main(argv=None):
     logs = os.path.join(args.logging_dir, 'train_%s' % name)
     engine = Engine(task, model, trainer, ctx, iters, total_batch, args.num_epochs, ckpt, config,
                     best='params', save_period=args.save_period,
-                    plot=(logs + '.csv', os.path.join(args.save_plot_dir, '%s_history.png' % name),
-                          name))
+                    plot=(logs + '.csv', os.path.join(plot_dir, '%s_history.png' % name), name))
     resume = start_from(engine, args.resume_from, '--resume-from', model, ctx)
     with open_run_logs(logs + '.log', logs + '.csv', config, sources, notes + resume.notes,
                        'cifar', CSV_FIELDS, resume.start_epoch) as (log, csv):

@@ -598,13 +598,13 @@ def test_plot_history(tmp_path, monkeypatch):
     assert os.path.dirname(replaced[-1][0]) == str(png.parent)  # temp file beside the target
     assert sorted(os.listdir(png.parent)) == ['run.png']  # no temp file left
     w, h = _png_size(png)
-    assert (w, h) == (1500, 400) and 20000 < png.stat().st_size < 2000000
+    assert (w, h) == (1500, 450) and 20000 < png.stat().st_size < 2000000
     # records, a Segment and an ImageNet log (no lr column: two panels) work too
     out = tmp_path / 'img.png'
     plot_history(_parsed(COPIED, IAFF_X50_HEAD)[5], str(out))
-    assert _png_size(out) == (1000, 400)
+    assert _png_size(out) == (1000, 450)
     plot_history(seg.epochs, str(out), reference=[('x', [0, 1], [0.1, 0.2])])
-    assert _png_size(out) == (1500, 400)
+    assert _png_size(out) == (1500, 450)
     with pytest.raises(AFFError):
         plot_history([], str(out))
 
@@ -626,3 +626,10 @@ def test_plot_history_failure_keeps_previous_png(tmp_path, monkeypatch):
 def test_module_api():
     assert set(logs.__all__) >= {'parse_log', 'parse_namespace', 'best', 'EpochLogger', 'EpochCSV',
                                  'read_csv', 'plot_history'}
+
+
+def test_history_plot_names_the_training_metric_of_each_kind():
+    from utils.logs import _train_label
+    assert _train_label([{'epoch': 0, 'train': 0.8, 'train_metric_name': 'rmse'}]) == 'train rmse'
+    assert _train_label([{'epoch': 0, 'train': 0.8, 'pixAcc': 0.9, 'mIoU': 0.7}]) == 'train pixAcc'
+    assert _train_label([{'epoch': 0, 'train': 0.8}]) == 'train metric'

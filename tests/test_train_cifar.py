@@ -275,5 +275,8 @@ def test_digits_quick_start(tmp_path):
     log = glob.glob(str(tmp_path / 'logs' / '*.log'))[0]
     seg = parse_log(log)[-1]
     assert len(seg.epochs) == 15
+    # outputs go to logs/ and params/, never into the folder the command runs from
+    assert sorted(os.listdir(str(tmp_path))) == ['logs', 'params']
+    assert glob.glob(str(tmp_path / 'logs' / '*_history.png'))
     assert max(e.val for e in seg.epochs) >= 0.95
     assert seg.epochs[-1].val >= 0.95

@@ -841,6 +841,8 @@ def read_csv(path):
 # ----------------------------------------------------------------------------------------------- plot
 
 _VAL_KEYS = ('val', 'top1_err', 'top5_err', 'mIoU', 'pixAcc')
+_LEGEND_BELOW = dict(loc='upper center', bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize='small',
+                     frameon=False)
 _VAL_LABEL = {'val': 'val top-1 acc', 'top1_err': 'val top-1 err', 'top5_err': 'val top-5 err'}
 
 
@@ -878,6 +880,15 @@ def _series(rows, key):
     return xs, ys
 
 
+def _train_label(rows):
+    """The training metric's name: the CSV's ``train_metric_name``, pixel accuracy for a
+    segmentation run (whose ``train`` column is that), else 'metric'."""
+    name = next((r.get('train_metric_name') for r in rows if r.get('train_metric_name')), None)
+    if name is None:
+        name = 'pixAcc' if any('mIoU' in r for r in rows) else 'metric'
+    return 'train %s' % name
+
+
 def plot_history(records_or_csv, png_path, title=None, reference=None):
     """Training-history PNG: training loss/metric, validation metric(s) and lr per epoch.
 
@@ -898,7 +909,7 @@ def plot_history(records_or_csv, png_path, title=None, reference=None):
         raise AFFError('plot_history: nothing to plot for %s' % (png_path,))
     has_lr = any(isinstance(r.get('lr'), numbers.Real) for r in rows)
     ncols = 3 if has_lr else 2
-    fig = Figure(figsize=(5.0 * ncols, 4.0), dpi=100)
+    fig = Figure(figsize=(5.0 * ncols, 4.5), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, ncols)
 
@@ -912,16 +923,15 @@ def plot_history(records_or_csv, png_path, title=None, reference=None):
     metric_key = 'train' if any('train' in r for r in rows) else 'train_metric'
     xs, ys = _series(rows, metric_key)
     if xs:
-        name = next((r.get('train_metric_name') for r in rows if r.get('train_metric_name')), None)
-        label = 'train %s' % (name or ('RMSE' if metric_key == 'train' else 'metric'))
+        label = _train_label(rows)
         twin = ax.twinx()
         twin.plot(xs, ys, color='tab:blue', label=label)
         twin.set_ylabel(label)
         handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-        if handles:
-            ax.legend(handles, [h.get_label() for h in handles], loc='best', fontsize='small')
+        if handles:  # below the axes: inside, it covered the curves
+            ax.legend(handles, [h.get_label() for h in handles], **_LEGEND_BELOW)
     elif ax.get_legend_handles_labels()[0]:
-        ax.legend(loc='best', fontsize='small')
+        ax.legend(**_LEGEND_BELOW)
 
     ax = axes[1]
     val_keys = [k for k in _VAL_KEYS if any(k in r for r in rows)]
@@ -936,7 +946,7 @@ def plot_history(records_or_csv, png_path, title=None, reference=None):
     ax.set_title('validation')
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc='best', fontsize='small')
+        ax.legend(**_LEGEND_BELOW)
 
     if has_lr:
         ax = axes[2]

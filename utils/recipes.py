@@ -46,7 +46,7 @@ CIFAR_RECIPES = {
     'quickstart': dict(
         model='cifar_aff_resnet20_b1', batch_size=32, num_epochs=15, lr=0.1, warmup_epochs=1,
         cosine=True, wd=1e-4, mixup=False, label_smoothing=False, auto_aug=False,
-        num_workers=0, save_period=0),
+        num_workers=0, save_period=0, save_plot_dir=None),   # None: beside the log, not in '.'
 }
 
 
