@@ -250,6 +250,14 @@ def main(argv=None):
     ctx, notes = T.script_contexts(args.gpus, sources['gpus'], args.num_cpu_contexts)
     workers, note = T.capped_workers(args.num_workers)
     notes += [note] if note else []
+    if args.summary:  # no data needed: the label count follows from --dataset/--label-mode
+        from utils import data as D
+        label_classes = 10 if args.dataset == 'digits' else D.num_classes(args.dataset,
+                                                                          args.label_mode)
+        model = build_net(args, args.classes or label_classes)
+        print('%s: %d tensors, %d parameters, %d trainable' % ((model_name(args),) +
+                                                              count_params(model)))
+        return 0
     xtr, ytr, xte, yte, mean, std, label_classes = load_data(args)
     classes = args.classes or label_classes
     if classes < label_classes:
@@ -257,9 +265,6 @@ def main(argv=None):
                        % (classes, label_classes, args.dataset, label_classes))
     notes += _notes(args, sources, classes, label_classes)
     model, name = build_net(args, classes), model_name(args)
-    if args.summary:
-        print('%s: %d tensors, %d parameters, %d trainable' % ((name,) + count_params(model)))
-        return 0
     total_batch = args.batch_size * len(ctx)
     iters = len(xtr) // total_batch
     sched = schedule(args, max(iters, 1), notes)  # an empty epoch is refused by the engine

@@ -280,3 +280,20 @@ def test_digits_quick_start(tmp_path):
     assert glob.glob(str(tmp_path / 'logs' / '*_history.png'))
     assert max(e.val for e in seg.epochs) >= 0.95
     assert seg.epochs[-1].val >= 0.95
+
+
+def test_summary_needs_no_data(tmp_path, capsys):
+    """--summary prints the counts of the released AFF-ResNet-32 (from its manifest) without
+    reading CIFAR."""
+    from conftest import load_manifest
+    manifest = load_manifest('cifar100_aff_resnet32')
+    size = lambda shape: int(np.prod(shape))  # noqa: E731
+    # not trained: BatchNorm running statistics, and the input BN's gamma/beta (features.0: fixed,
+    # as in the official code)
+    stats = sum(size(s) for n, s in manifest['params']
+                if n.endswith(('running_mean', 'running_var')) or n.startswith('features.0.'))
+    assert train_cifar.main(['--summary', '--model', 'resnet', '--askc-type', 'ASKCFuse',
+                             '--blocks', '5', '--data-dir', str(tmp_path / 'nothing')]) == 0
+    out = capsys.readouterr().out
+    assert 'cifar100-ASKCFuse-resnet-32-c-4-s-1: %d tensors, %d parameters, %d trainable' % (
+        len(manifest['params']), manifest['param_count'], manifest['param_count'] - stats) in out

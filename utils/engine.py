@@ -30,6 +30,7 @@ from net.errors import AFFError, CheckpointError
 from utils import train as T
 from utils.checkpoint import check_states, fault_point, save_params_atomic, stem_of
 from utils.logs import EpochCSV, EpochLogger, plot_history
+from utils.models import count_params  # noqa: F401  (the one parameter counter, re-exported)
 
 __all__ = ['Engine', 'Classification', 'Segmentation', 'Diverged', 'EXIT_DIVERGED',
            'probe_writable', 'count_params', 'batches', 'classification_errors',
@@ -69,14 +70,6 @@ def probe_writable(*dirs):
         except OSError as e:
             raise AFFError('%s %s is not a writable folder (%s); choose another one'
                            % (flag, d, e.strerror or e)) from None
-
-
-def count_params(model):
-    """``(tensors, parameters, trainable parameters)`` of ``model`` (shapes must be known)."""
-    params = model._collect_params_with_prefix()
-    size = lambda p: int(np.prod(p.shape))  # noqa: E731
-    return (len(params), sum(size(p) for p in params.values()),
-            sum(size(p) for p in params.values() if p.grad_req != 'null'))
 
 
 def batches(source, what='the data'):

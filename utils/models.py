@@ -17,7 +17,7 @@ import argparse
 import difflib
 
 import net
-from net.errors import UnknownNameError
+from net.errors import AFFError, UnknownNameError
 from net.model_store import RELEASED
 from utils.cli import positive_int, run_main
 
@@ -72,8 +72,8 @@ def count_params(block):
     tensors = total = trainable = 0
     for name, param in block.collect_params().items():
         if param.shape is None or any(d <= 0 for d in param.shape):
-            raise RuntimeError(f"parameter {name} has no complete shape {param.shape}: it was not reached "
-                               "by the forward pass; give its layer in_channels/in_units")
+            raise AFFError(f"parameter {name} has no complete shape {param.shape}: it was not reached "
+                           "by a forward pass; give its layer in_channels/in_units")
         n = 1
         for d in param.shape:
             n *= d
