@@ -321,3 +321,13 @@ def test_every_option_of_the_tools_has_help(tool, monkeypatch):
     parser = got.value.args[0]
     options = [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
     assert options and not [a.option_strings or a.dest for a in options if not a.help]
+
+
+def test_the_model_table_reports_progress_on_stderr(capsys):
+    from utils import models
+    names = ['cifar_add_resnet20_b1', 'cifar_aff_resnet20_b1', 'cifar_iaff_resnet20_b1',
+             'cifar_msgau_resnet20_b1', 'cifar_globalglobal_resnet20_b1', 'cifar_se_resnet20_b1']
+    assert models.main(names) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == ['[%d/6] %s' % (k + 1, n) for k, n in enumerate(names)]
+    assert all(n in captured.out for n in names)

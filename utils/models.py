@@ -14,10 +14,10 @@ With no NAME the released checkpoints (`net.model_store.RELEASED`) are listed, o
 the checkpoint's class count, unless --classes is given.
 """
 import argparse
-import difflib
+import sys
 
 import net
-from net.errors import AFFError, UnknownNameError
+from net.errors import AFFError
 from net.model_store import RELEASED
 from utils.cli import positive_int, run_main
 
@@ -34,14 +34,10 @@ def input_size(name, block=None):
 
 
 def check_names(names):
-    """Raise UnknownNameError (an AFFError) for the first name that is not in the registry, suggesting close ones."""
-    known = net.get_model_list()
+    """Raise UnknownNameError (an AFFError) for the first name that is not in the registry, with the
+    closest ones (:func:`net.get_model_info`)."""
     for name in names:
-        if name not in known:
-            close = difflib.get_close_matches(name, known, n=3)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
-            raise UnknownNameError(f"unknown model {name!r}; {hint}"
-                           f"`python -m utils.models --all` lists the registry names")
+        net.get_model_info(name)
 
 
 def build(name, classes=None, ctx=None, batch_size=1, size=None):
@@ -84,13 +80,16 @@ def count_params(block):
     return tensors, total, trainable
 
 
-def model_rows(entries):
+def model_rows(entries, progress=None):
     """One row per (name, classes, record-or-None) entry; each distinct (name, classes) is built once.
-    classes None = the model's default."""
+    classes None = the model's default.  ``progress(k, n, name)`` is called before each build."""
     stats = {}
     rows = []
+    todo = len(set((name, classes) for name, classes, _ in entries))
     for name, classes, rec in entries:
         if (name, classes) not in stats:
+            if progress is not None:
+                progress(len(stats) + 1, todo, name)
             block, out, _ = build(name, classes)
             stats[name, classes] = (classes or output_classes(out),) + count_params(block)
             del block, out
@@ -175,7 +174,10 @@ def main(argv=None):
         entries += [(name, r.classes, r) for r in recs] or [(name, args.classes, None)]
     if args.released or not names:
         entries += [(r.model, r.classes, r) for r in RELEASED if (r.model, r.classes, r) not in entries]
-    print(format_table(model_rows(entries), markdown=args.markdown))
+    def progress(k, n, name):  # --all builds 220 networks (minutes): say where it is, on stderr
+        if n > 5:
+            print(f"[{k}/{n}] {name}", file=sys.stderr, flush=True)
+    print(format_table(model_rows(entries, progress), markdown=args.markdown))
     return 0
 
 
