@@ -80,8 +80,10 @@ def test_every_imagenet_command_resolves_to_its_cell(seed, data_dir):
         kind, _ = R.status(c)
         if kind != 'run':
             continue
-        argv = shlex.split(R.Plan(kind, '', R.command(c, seed, data_dir), [c]).text)
+        argv = shlex.split(R.Plan(kind, '', R.command(c, seed, 'CIFAR', imagenet_dir=data_dir),
+                                  [c]).text)
         assert argv[:2] == ['python', 'train_imagenet.py'], c.key
+        assert 'CIFAR' not in argv                     # each script gets its own data folder
         args, _ = resolve(train_imagenet.build_parser(), argv[2:], IMAGENET_RECIPES,
                           lambda a: 'official')
         assert (args.model, args.recipe, args.seed, args.use_rec) == (c.model, c.recipe, seed,
@@ -103,6 +105,10 @@ def test_every_imagenet_command_resolves_to_its_cell(seed, data_dir):
 
 
 
+def args_of(argv, flag):
+    return argv[argv.index(flag) + 1] if flag in argv else None
+
+
 @pytest.mark.parametrize('seed,data_dir', [(0, 'DATA'), (5, '/data/my stopsign')])
 def test_every_fpn_command_resolves_to_its_cell(seed, data_dir):
     import train_seg
@@ -111,8 +117,10 @@ def test_every_fpn_command_resolves_to_its_cell(seed, data_dir):
     for c in PT.cells(scenario='fpn'):
         kind, _ = R.status(c)
         assert kind == 'run', c.key
-        argv = shlex.split(R.Plan(kind, '', R.command(c, seed, data_dir), [c]).text)
+        argv = shlex.split(R.Plan(kind, '', R.command(c, seed, 'CIFAR', stopsign_dir=data_dir,
+                                                      coco_root='/data/coco'), [c]).text)
         assert argv[:2] == ['python', 'train_seg.py'], c.key
+        assert 'CIFAR' not in argv and args_of(argv, '--coco-root') == '/data/coco'
         args, _ = resolve(train_seg.build_parser(), argv[2:], SEG_RECIPES,
                           train_seg.default_recipe)
         train_seg.validate(args)
@@ -269,9 +277,14 @@ def test_run_executes_the_commands_in_order(monkeypatch, capsys):
     assert all(a[0] == sys.executable and cwd == ROOT for a, cwd in calls)
     assert calls[-1][0][1:] == shlex.split(EXAMPLE.replace('DATA', '/data/cifar'))[1:]
 
+    # an ImageNet cell needs its own folder, not the CIFAR one
+    with pytest.raises(AFFError, match='--imagenet-dir DIR for the train_imagenet.py commands'):
+        R.main(['--table', '3', '--scenario', 'imagenet', '--run', '--data-dir', '/data/cifar'])
+
     calls.clear()
     Done.returncode = 3
-    assert R.main(['--table', '4', '--b', '1', '--run', '--data-dir', '/data/cifar']) == 3
+    assert R.main(['--table', '4', '--b', '1', '--run', '--data-dir', '/data/cifar',
+                   '--stopsign-dir', '/data/stopsign', '--imagenet-dir', '/data/imagenet']) == 3
     assert len(calls) == 1                    # stops at the first failure
 
 

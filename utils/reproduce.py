@@ -96,8 +96,18 @@ def run_dir(cell, seed=0):
     return '%s/%s/%s' % (_TABLE_DIR[c.table], c.scenario, name)
 
 
-def command(cell, seed=0, data_dir='DATA'):
-    """The argv (starting with ``python``) that trains the run behind ``cell``; None if none."""
+#: the data folders of the commands, per script: (flag of reproduce, placeholder, what it is)
+DATA_FLAGS = {'train_cifar.py': ('--data-dir', 'DATA', 'the folder with the CIFAR binary files'),
+              'train_imagenet.py': ('--imagenet-dir', 'IMAGENET',
+                                    'the ImageNet folder with rec/{train,val}.{rec,idx}'),
+              'train_seg.py': ('--stopsign-dir', 'STOPSIGN', 'the StopSign cache folder')}
+
+
+def command(cell, seed=0, data_dir='DATA', imagenet_dir='IMAGENET', stopsign_dir='STOPSIGN',
+            coco_root=None):
+    """The argv (starting with ``python``) that trains the run behind ``cell``; None if none.
+    Each script gets its own data folder (``data_dir``: CIFAR; ``imagenet_dir``: RecordIO files
+    under ``rec/``; ``stopsign_dir``: the StopSign cache, built from ``coco_root`` if given)."""
     key = run_key(cell)
     if key is None:
         return None
@@ -109,15 +119,15 @@ def command(cell, seed=0, data_dir='DATA'):
                  '--seed', str(seed), '--data-dir', data_dir, '--logging-dir', 'logs/' + d,
                  '--save-dir', 'params/' + d, '--save-plot-dir', 'logs/' + d]
     elif script == 'train_imagenet.py':
-        # the ImageNet recipes read RecordIO, whose paths do not follow --data-dir
-        argv += ['--seed', str(seed), '--data-dir', data_dir]
+        argv += ['--seed', str(seed), '--use-rec']
         for flag, f in (('train', 'train.rec'), ('train-idx', 'train.idx'), ('val', 'val.rec'),
                         ('val-idx', 'val.idx')):
-            argv += ['--rec-' + flag, os.path.join(data_dir, 'rec', f)]
+            argv += ['--rec-' + flag, os.path.join(imagenet_dir, 'rec', f)]
         argv += ['--save-dir', 'params/' + d, '--logging-file', 'logs/%s/train_imagenet.log' % d]
     else:
-        argv += ['--dataset', cell.dataset, '--seed', str(seed), '--data-dir', data_dir,
-                 '--logging-dir', 'logs/' + d, '--save-dir', 'params/' + d]
+        argv += ['--dataset', cell.dataset, '--seed', str(seed), '--data-dir', stopsign_dir]
+        argv += ['--coco-root', coco_root] if coco_root else []
+        argv += ['--logging-dir', 'logs/' + d, '--save-dir', 'params/' + d]
     return argv
 
 
@@ -200,8 +210,9 @@ class Plan:
         return out
 
 
-def plans(selected, seed=0, data_dir='DATA'):
-    """Group the selected cells by training run, in first-appearance order."""
+def plans(selected, seed=0, **dirs):
+    """Group the selected cells by training run, in first-appearance order (``dirs``: the data
+    folders of :func:`command`)."""
     out, by_key = [], {}
     for c in selected:
         kind, reason = status(c)
@@ -209,7 +220,7 @@ def plans(selected, seed=0, data_dir='DATA'):
         if key is not None and key in by_key:
             by_key[key].cells.append(c)
             continue
-        p = Plan(kind, reason, command(c, seed, data_dir) if kind != 'none' else None, [c])
+        p = Plan(kind, reason, command(c, seed, **dirs) if kind != 'none' else None, [c])
         out.append(p)
         if key is not None:
             by_key[key] = p
@@ -248,7 +259,14 @@ def build_parser():
     f.add_argument('--row', help="the paper's row label, e.g. 'iAFF (ours)'")
     p.add_argument('--list', action='store_true', help='list the cells instead of commands')
     p.add_argument('--seed', type=int, default=0, help='--seed of every command')
-    p.add_argument('--data-dir', default='DATA', help='--data-dir of every command')
+    p.add_argument('--data-dir', default='DATA', help='CIFAR folder (--data-dir of the '
+                   'train_cifar.py commands)')
+    p.add_argument('--imagenet-dir', default='IMAGENET', help='ImageNet folder with '
+                   'rec/{train,val}.{rec,idx} (the train_imagenet.py commands)')
+    p.add_argument('--stopsign-dir', default='STOPSIGN', help='StopSign cache folder (--data-dir '
+                   'of the train_seg.py commands)')
+    p.add_argument('--coco-root', default=None, help='COCO 2017 copy the StopSign cache is built '
+                   'from on the first train_seg.py run')
     p.add_argument('--script', metavar='FILE', help='write the commands as a bash script')
     mode = p.add_mutually_exclusive_group()
     mode.add_argument('--dry-run', action='store_true', help='print the commands (the default)')
@@ -288,7 +306,8 @@ def main(argv=None):
     if args.list:
         print(list_text(selected))
         return 0
-    ps = plans(selected, seed=args.seed, data_dir=args.data_dir)
+    ps = plans(selected, seed=args.seed, data_dir=args.data_dir, imagenet_dir=args.imagenet_dir,
+               stopsign_dir=args.stopsign_dir, coco_root=args.coco_root)
     if args.script:
         with open(args.script, 'w') as f:
             f.write(script_text(ps, ' '.join(shlex.quote(a) for a in argv)))
@@ -301,9 +320,12 @@ def main(argv=None):
         else:
             print('\n\n'.join('\n'.join(p.lines()) for p in ps))
         return 0
-    if runs and args.data_dir == 'DATA' and not os.path.isdir(os.path.join(ROOT, 'DATA')):
-        raise AFFError('--run needs --data-dir DIR: DATA is only a placeholder (the folder with '
-                       'the CIFAR binary files)')
+    for script in sorted(set(p.argv[1] for p in runs)):
+        flag, placeholder, what = DATA_FLAGS[script]
+        given = getattr(args, flag[2:].replace('-', '_'))
+        if given == placeholder and not os.path.isdir(os.path.join(ROOT, placeholder)):
+            raise AFFError('--run needs %s DIR for the %s commands: %s is only a placeholder (%s)'
+                           % (flag, script, placeholder, what))
     skipped = sum(len(p.cells) for p in ps if p.kind != 'run')
     print('reproduce: running %d training commands for %d cells (%d cells without a runnable '
           'command skipped), in %s' % (len(runs), len(selected) - skipped, skipped, ROOT),
