@@ -8,8 +8,9 @@ Usage:
 
 FILTERS: --table {3,4,5,S1,S2,HEAD-README,released,AFINet-2..9,ACmix-README}
 --scenario {inception,resnet,fpn,imagenet,cifar}
---b {1,2,3,4} --model NAME --row LABEL; --seed N (default 0) and --data-dir DIR (default the
-placeholder DATA; ImageNet commands read DATA/rec/{train,val}.{rec,idx}) go into every command.
+--b {1,2,3,4} --model NAME --row LABEL; --seed N (default 0) goes into every command; the data
+folders per script: --data-dir (CIFAR, placeholder DATA), --imagenet-dir (IMAGENET, read as
+IMAGENET/rec/{train,val}.{rec,idx}), --stopsign-dir (STOPSIGN) and --coco-root.
 
 One training run serves every cell it produced: Table 3's "Global + Local" row and Table 4's
 "AFF (ours)" row (and Table S1's AFF / Iterative AFF rows) are the same configurations, so they map
