@@ -130,3 +130,17 @@ def test_cli_side_by_side(trained, tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip().startswith('error:')
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_the_input_statistics_can_be_chosen(tmp_path):
+    import numpy as np
+    from PIL import Image
+    from utils import data as D
+    from utils.gradcam import load_image
+    path = str(tmp_path / 'x.png')
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(path)
+    for name, (mean, std) in (('auto', (D.CIFAR_MEAN, D.CIFAR_STD)),
+                              ('digits', (D.DIGITS_MEAN, D.DIGITS_STD))):
+        _, x = load_image(path, 32, name)
+        want = (128 / 255 - np.array(mean)) / np.array(std)
+        np.testing.assert_allclose(x.asnumpy()[0, :, 0, 0], want, rtol=1e-5)

@@ -83,11 +83,24 @@ def grad_cam(model, x, cls=None, parts=None):
     return cams, pred, probs[np.arange(len(pred)), target]
 
 
-def load_image(path, size):
-    """(uint8 HWC image as shown, normalised 1x3xSxS input): 32 px models get a plain resize
-    and the CIFAR statistics; others resize the short side to size/0.875 and centre-crop."""
+def normalisation(name, size):
+    """``(mean, std)`` of ``--normalize``: ``auto`` = CIFAR for inputs up to 64 px, else ImageNet;
+    or the statistics a model was trained with (``cifar``, ``digits``, ``imagenet``)."""
+    from utils.data import CIFAR_MEAN, CIFAR_STD, DIGITS_MEAN, DIGITS_STD
+    table = {'cifar': (CIFAR_MEAN, CIFAR_STD), 'digits': (DIGITS_MEAN, DIGITS_STD),
+             'imagenet': (IMAGENET_MEAN, IMAGENET_STD)}
+    if name == 'auto':
+        name = 'cifar' if size <= 64 else 'imagenet'
+    if name not in table:
+        raise AFFError('unknown --normalize %r; use auto, %s' % (name, ', '.join(sorted(table))))
+    return table[name]
+
+
+def load_image(path, size, normalize='auto'):
+    """(uint8 HWC image as shown, normalised 1x3xSxS input): inputs up to 64 px get a plain resize,
+    others resize the short side to size/0.875 and centre-crop; then :func:`normalisation`."""
     from PIL import Image
-    from utils.data import CIFAR_MEAN, CIFAR_STD
+    mean, std = normalisation(normalize, size)
     if not os.path.isfile(path):
         raise AFFError('image %s does not exist' % path)
     try:
@@ -96,7 +109,6 @@ def load_image(path, size):
         raise AFFError('%s is not a readable image (%s)' % (path, err)) from None
     if size <= 64:
         img = img.resize((size, size), Image.BILINEAR)
-        mean, std = CIFAR_MEAN, CIFAR_STD
     else:
         short = int(round(size / 0.875))
         w, h = img.size
@@ -105,7 +117,6 @@ def load_image(path, size):
         w, h = img.size
         left, top = (w - size) // 2, (h - size) // 2
         img = img.crop((left, top, left + size, top + size))
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
     arr = np.asarray(img, dtype=np.uint8)
     x = (arr.astype('float32') / 255 - np.array(mean, 'float32')) / np.array(std, 'float32')
     return arr, mx.nd.array(x.transpose(2, 0, 1)[None])
@@ -157,6 +168,9 @@ def main(argv=None):
                    help='explain the hybridized network; the trunk runs through the inference path '
                    '(oneDNN graph optimisation on the CPU, utils.train.hybridize_for_inference)')
     p.add_argument('--out', default='gradcam.png', help='the PNG written')
+    p.add_argument('--normalize', default='auto', choices=['auto', 'cifar', 'digits', 'imagenet'],
+                   help='input statistics: those the models were trained with (auto: CIFAR up to '
+                   '64 px, else ImageNet)')
     args = p.parse_args(argv)
     if len(args.params) != len(args.model):
         raise AFFError('give one --params per --model (%d models, %d params)'
@@ -178,7 +192,7 @@ def main(argv=None):
             print('%s: %s' % (name, parts[2]))
         col = []
         for path in args.image:
-            shown, x = load_image(path, size)
+            shown, x = load_image(path, size, args.normalize)
             cams, pred, score = grad_cam(model, x, parts=parts)
             label = names[pred[0]] if names and pred[0] < len(names) else 'class %d' % pred[0]
             col.append((overlay(shown, cams[0]), '%s (%.2f)' % (label, score[0])))
