@@ -396,3 +396,11 @@ def test_a_file_that_is_not_a_log_is_refused(tmp_path):
     with pytest.raises(AFFError, match='is not a training log'):
         C.main([str(junk), '--official', COPIED, '--out', str(tmp_path / 'png')])
     assert not os.path.exists(str(tmp_path / 'png'))
+
+
+def test_the_report_says_how_many_official_logs_are_missing(tmp_path):
+    empty = tmp_path / 'official'
+    empty.mkdir()
+    text = C.markdown(C.build_report([], str(empty)))
+    assert '%d of the %d official logs are not under this root' % (
+        len(C.OFFICIAL_LOGS), len(C.OFFICIAL_LOGS)) in text

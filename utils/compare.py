@@ -754,6 +754,11 @@ def markdown(report):
     out = ['# AFF reproduction: ours vs the paper vs the official logs', '',
            'Official logs: `%s`.  Values in the paper\'s unit: fractions for accuracy and mIoU, '
            'top-1 error in %% for Table 5 and the HEAD README.' % report.official_root, '']
+    missing = [rel for rel in OFFICIAL_LOGS if find_official(report.official_root, rel) is None]
+    if missing:
+        out += ['%d of the %d official logs are not under this root (this repository ships a copy '
+                'of a few; pass --official DIR with the open-aff logs for the rest): their columns '
+                'read "— (not found)".' % (len(missing), len(OFFICIAL_LOGS)), '']
     if report.runs:
         out += ['## Runs (%d)' % len(report.runs), '']
         rows = []
