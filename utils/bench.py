@@ -10,8 +10,8 @@ fusion formulas pass for pass with broadcast_add for the (+) of Eq. 3, global av
 MXNet's Pooling operator, grouped convs as plain Conv2D; plain `hybridize()` for training and inference)
 and the FAST path (the default modules: fewer-pass fusion formulas, the (+) as `net.layers.add_hw`,
 global average pooling as a mean, `net.layers.GlobalAvgPool`, grouped convs of group width 4/8 with
-plain-layout copies, `net.layers.GroupedConv2D`; training hybridized as the scripts do on the CPU, i.e.
-without static_alloc; inference through `utils.train.hybridize_for_inference`: Pooling again, grouped
+plain-layout copies, `net.layers.GroupedConv2D`; training with plain hybridize (as the scripts did on the
+CPU when the records in docs/bench/ were measured; they now add static_alloc, README pitfall 13); inference through `utils.train.hybridize_for_inference`: Pooling again, grouped
 convs without the copies, oneDNN `optimize_for` with conv+BN(+ReLU/+sum) folding and static_alloc; intermediate
 columns without optimize_for / static_alloc), windows interleaved so that both see the same
 load; each fusion's time overhead over its plain host next to its FLOPs overhead (utils.flops, MACs);

@@ -8,7 +8,7 @@ sorted by total time, with their share of the sum.  Bulk execution is switched o
 operator is timed on its own (the engine otherwise runs a whole static graph as one "operator"); this makes
 the step itself somewhat slower than in `python -m utils.bench`.  --baseline: the official module structure
 (`net.fusion.set_fast(net, False)`, plain hybridize); default: the fast path as `utils.bench` times it
-(training hybridized without static_alloc; inference through `utils.train.hybridize_for_inference`).
+(training with plain hybridize, as the suite's records; inference through `utils.train.hybridize_for_inference`).
 The causes quoted in docs/performance.md come from this command.
 """
 import argparse
@@ -63,7 +63,7 @@ def profile(args):
         path = 'baseline: official structure, plain hybridize'
     elif args.phase == 'train':
         block.hybridize()
-        path = 'fast: default modules, hybridized without static_alloc (as the scripts on the CPU)'
+        path = 'fast: default modules, plain hybridize (as the benchmark records)'
     else:
         path = 'fast: ' + hybridize_for_inference(block, x)
     if args.phase == 'train':

@@ -97,7 +97,7 @@ def measure_model(name, batch, size, warmup, windows, iters):
     base.hybridize()
     fast = build(name, ctx=ctx, batch_size=1, size=size)[0]
     _copy_params(base, fast)
-    fast.hybridize()  # as utils.train.hybridize_for_training on CPU contexts: no static_alloc
+    fast.hybridize()  # plain, as the records in docs/bench/ were measured (the scripts now add static_alloc)
     x = mx.nd.random.uniform(shape=(batch, 3, size, size), ctx=ctx)
 
     train = _interleaved({"baseline": train_step_fn(base, x, classes), "fast": train_step_fn(fast, x, classes)},
