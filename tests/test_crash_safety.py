@@ -98,6 +98,21 @@ def imagenet_case(data, out):
                 csv=str(out / 'train.csv'), record=stem + '.json')
 
 
+def arm_full_disk(monkeypatch, tmp_path, main, argv, point, occurrence=1):
+    """Trace ``main(argv)`` in this process, then make the ``occurrence``-th (0-based: 1 = epoch 1)
+    arrival at write point ``point`` of the next run raise ``OSError(ENOSPC)``."""
+    trace = tmp_path / 'trace'
+    monkeypatch.setenv('AFF_FAULT_TRACE', str(trace))
+    C._FAULTS['count'] = 0
+    assert main(argv) == 0
+    hits = [int(n) for n, name in (ln.split(' ', 1) for ln in trace.read_text().splitlines())
+            if name == point]
+    monkeypatch.delenv('AFF_FAULT_TRACE')
+    monkeypatch.setenv('AFF_FAULT_AT', str(hits[occurrence]))
+    monkeypatch.setenv('AFF_FAULT_KIND', 'enospc')
+    C._FAULTS['count'] = 0
+
+
 def _record(path):
     with open(path) as f:
         return json.load(f)

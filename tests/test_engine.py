@@ -19,6 +19,7 @@ from utils.cli import run_main
 from utils.data import imagenet as I
 from utils.engine import EXIT_DIVERGED, Diverged
 from utils.logs import read_csv
+from test_crash_safety import arm_full_disk
 
 NAME = 'cifar10-ASKCFuse-resnet-8-c-1-s-1'
 
@@ -270,16 +271,8 @@ def test_unwritable_output_folders_fail_before_training(cifar, tmp_path, capsys)
 
 def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_previous_set(cifar, tmp_path,
                                                                           monkeypatch, capsys):
-    trace = tmp_path / 'trace'
-    monkeypatch.setenv('AFF_FAULT_TRACE', str(trace))
-    C._FAULTS['count'] = 0
-    assert train_cifar.main(argv(cifar, tmp_path / 'a')) == 0
-    points = [ln.split(' ', 1) for ln in trace.read_text().splitlines()]
-    k = [int(n) for n, name in points if name == 'written %s-last.json' % NAME][1]  # epoch 1
-    monkeypatch.delenv('AFF_FAULT_TRACE')
-    monkeypatch.setenv('AFF_FAULT_AT', str(k))
-    monkeypatch.setenv('AFF_FAULT_KIND', 'enospc')
-    C._FAULTS['count'] = 0
+    arm_full_disk(monkeypatch, tmp_path, train_cifar.main, argv(cifar, tmp_path / 'a'),
+                  'written %s-last.json' % NAME)                          # epoch 1's commit
     out = tmp_path / 'b'
     one_error_line(capsys, train_cifar.main, argv(cifar, out), 'epoch 1', 'No space left',
                    'intact')
@@ -291,16 +284,7 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_previous_set(cifar,
                                            ('written %s_history.png' % NAME, 'warning')])
 def test_a_full_disk_while_logging_is_one_line_or_a_warning(cifar, tmp_path, monkeypatch, capsys,
                                                             where, outcome):
-    trace = tmp_path / 'trace'
-    monkeypatch.setenv('AFF_FAULT_TRACE', str(trace))
-    C._FAULTS['count'] = 0
-    assert train_cifar.main(argv(cifar, tmp_path / 'a')) == 0
-    k = [int(n) for n, name in (ln.split(' ', 1) for ln in trace.read_text().splitlines())
-         if name == where][1]                                             # epoch 1
-    monkeypatch.delenv('AFF_FAULT_TRACE')
-    monkeypatch.setenv('AFF_FAULT_AT', str(k))
-    monkeypatch.setenv('AFF_FAULT_KIND', 'enospc')
-    C._FAULTS['count'] = 0
+    arm_full_disk(monkeypatch, tmp_path, train_cifar.main, argv(cifar, tmp_path / 'a'), where)
     out = tmp_path / 'b'
     if outcome == 'error':
         one_error_line(capsys, train_cifar.main, argv(cifar, out), 'writing the log of epoch 1',

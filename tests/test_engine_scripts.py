@@ -5,7 +5,8 @@ import os
 import pytest
 
 from net.errors import AFFError
-from test_crash_safety import cifar_case, data, imagenet_case, seg_case  # noqa: F401 (fixture)
+from test_crash_safety import (arm_full_disk, cifar_case, data, imagenet_case,  # noqa: F401
+                               seg_case)
 from utils import checkpoint as C
 from utils import train as T
 from utils.engine import Diverged
@@ -71,17 +72,8 @@ def test_an_unwritable_save_folder_fails_before_training(data, tmp_path, case):
 def test_a_full_disk_at_the_commit_is_one_line_and_keeps_the_previous_set(data, tmp_path,
                                                                            monkeypatch, case):
     first = case(data, tmp_path / 'a')
-    trace = tmp_path / 'trace'
-    monkeypatch.setenv('AFF_FAULT_TRACE', str(trace))
-    C._FAULTS['count'] = 0
-    assert first['main'](first['argv']) == 0
-    commit = 'written ' + os.path.basename(first['record'])
-    k = [int(n) for n, name in (ln.split(' ', 1) for ln in trace.read_text().splitlines())
-         if name == commit][1]                                                     # epoch 1
-    monkeypatch.delenv('AFF_FAULT_TRACE')
-    monkeypatch.setenv('AFF_FAULT_AT', str(k))
-    monkeypatch.setenv('AFF_FAULT_KIND', 'enospc')
-    C._FAULTS['count'] = 0
+    arm_full_disk(monkeypatch, tmp_path, first['main'], first['argv'],
+                  'written ' + os.path.basename(first['record']))         # epoch 1's commit
     run = case(data, tmp_path / 'b')
     with pytest.raises(AFFError, match='epoch 1 .* failed .*No space left.* intact'):
         run['main'](run['argv'])
