@@ -76,75 +76,18 @@ class Checkpoint:
         return self.path[len('params/'):] if self.path.startswith('params/') else self.path
 
 
-def _cifar(model, tag, folder, file, sha, label_mode, value, epoch, log, note, default):
-    return Checkpoint(model=model, tag=tag, file=file,
-                      path='params/cifar100/%s/%s' % (folder, file), blob_sha1=sha,
-                      classes=100, label_mode=label_mode, dtype='float32', metric='accuracy',
-                      value=value, epoch=epoch, log='cifar100/%s' % log, note=note,
-                      default=default)
+def _released():
+    from utils import metafile   # the data lives with the other metafiles (utils/results/)
+    out = []
+    for row in metafile.load('released.csv'):
+        row.pop('_where')
+        out.append(Checkpoint(**row))
+    return tuple(out)
 
 
-def _imagenet(model, folder, file, sha, value, epoch, log, note):
-    return Checkpoint(model=model, tag='head', file=file,
-                      path='params/imagenet/%s/%s' % (folder, file), blob_sha1=sha,
-                      classes=1000, label_mode='imagenet', dtype='float16', metric='top1_err',
-                      value=value, epoch=epoch, log='imagenet/%s/%s' % (folder, log), note=note,
-                      default=True)
-
-
-_R32 = 'ASKCFuse-resnet-32-c-4-s-1'
-_X47 = 'ASKCFuse-resneXt-47-32x4-c-4-s-1'
-_IMAGENET_NOTE = ('240 epochs, 4 GPUs x 128, mixup + label smoothing + no_wd, trained in '
-                  'float16 (BatchNorm in float32)')
-
-#: The 9 checkpoint files of open-aff HEAD (spec §3.4, hashes §3.6); one default per model.
-RELEASED = (
-    _cifar('cifar_aff_resnet32', 'fine', 'AFF-ResNet-32',
-           '0.8357-cifar100-%s-best.params' % _R32,
-           'e5f9164dd45269fa776b65c4eb95308ff7465e80', 'fine', 0.8357, 635,
-           'AFF-ResNet-32/train_cifar100-%s.log' % _R32,
-           'trained from scratch on the 100 fine labels (640 epochs, step lr, AutoAugment + '
-           'mixup + label smoothing)', True),
-    _cifar('cifar_aff_resnet32', 'superclass', 'AFF-ResNet-32/superclasses',
-           '0.9078-cifar100-cifar100-%s-best.params' % _R32,
-           '296ae7f3672ba26378122a05ed8ca3c332e60e8e', 'coarse', 0.9078, 617,
-           'AFF-ResNet-32/superclasses/train_cifar100_cifar100-%s.log' % _R32,
-           'fine-tuned from a 0.9031 checkpoint; 20 superclass labels on a 100-way head',
-           False),
-    _cifar('cifar_aff_resnext38_32x4d', 'superclass', 'AFF-ResNeXt-38-32x4d',
-           '0.9123-cifar100-ASKCFuse-resneXt-38-c-4-s-1-best.params',
-           '95e0478d1e66f3c65bf88e440e30631aaec08ced', 'coarse', 0.9123, 621,
-           'AFF-ResNeXt-38-32x4d/train_cifar100-ASKCFuse-resneXt-38-c-4-s-1.log',
-           'resumed from a 0.9066 checkpoint; 20 superclass labels on a 100-way head '
-           '(not in a superclass folder)', True),
-    _cifar('cifar_aff_resnext47_32x4d', 'fine', 'AFF-ResNeXt-47-32x4d',
-           '0.8538-cifar100-%s-best.params' % _X47,
-           'e8a6230d2fe602857292aba3b942f192d41af286', 'fine', 0.8538, 605,
-           'AFF-ResNeXt-47-32x4d/train_cifar100-%s.log' % _X47,
-           'trained from scratch on the 100 fine labels (last segment of its log)', True),
-    _cifar('cifar_aff_resnext47_32x4d', 'superclass', 'AFF-ResNeXt-47-32x4d/superclass',
-           '0.9184-cifar100-%s-best.params' % _X47,
-           '764e2ec951bf7e4fb3738b381f7c204b528db333', 'coarse', 0.9184, 607,
-           'AFF-ResNeXt-47-32x4d/superclass/train_cifar100-%s.log' % _X47,
-           'resumed from 0.9147 (itself resumed from 0.9091); 20 superclass labels on a '
-           '100-way head', False),
-    _imagenet('aff_resnet50', 'AFF-ResNet-50',
-              '0.2028-imagenet-ImageNet-ASKCFuse-resnet--50-s-3-235-best.params',
-              'aedcb94bc954b03fccedaace6ae33a85c0831eb3', 0.2028, 235, 'aff_resnet50.log',
-              _IMAGENET_NOTE),
-    _imagenet('iaff_resnet50', 'iAFF-ResNet-50',
-              '0.2022-imagenet-ImageNet-ResGlobLocaforGlobLocaCha-resnet--50-s-3-238-best.params',
-              '8f0e020af632bb0f83e19b667894a783cbec4450', 0.2022, 238, 'iaff_resnet50.log',
-              _IMAGENET_NOTE),
-    _imagenet('aff_resnext50_32x4d', 'AFF-ResNeXt-50',
-              '0.2028-imagenet-ImageNet-ASKCFuse-resnext--50-s-3-231-best.params',
-              '2dbc5a055fabfb2d37e451b02ef6cad8b04bb709', 0.2028, 231, 'aff_resnext50.log',
-              _IMAGENET_NOTE + '; its README row was commented out'),
-    _imagenet('iaff_resnext50_32x4d', 'iAFF-ResNeXt-50',
-              '0.1978-imagenet-ImageNet-ResGlobLocaforGlobLocaCha-resnext--50-s-3-238-best.params',
-              '769c70323f536e7cb89eaf246631f36515249e36', 0.1978, 238, 'iaff_resnext50.log',
-              _IMAGENET_NOTE + '; last of 6 runs in its log'),
-)
+#: The 9 checkpoint files of open-aff HEAD (``utils/results/released.csv``; configs from the file
+#: names and logs, hashes = full git blob SHA-1); one default per model.
+RELEASED = _released()
 
 
 # ---------------------------------------------------------------------------- hashing
