@@ -22,7 +22,7 @@ import train_seg
 from utils import checkpoint as C
 from utils import data as D
 from utils.data import imagenet as I
-from utils.logs import read_csv
+from utils.history import read_csv
 
 pytestmark = pytest.mark.skipif(not hasattr(os, 'fork'), reason='needs os.fork')
 

@@ -18,7 +18,7 @@ from utils import train as T
 from utils.cli import run_main
 from utils.data import imagenet as I
 from utils.engine import EXIT_DIVERGED, Diverged
-from utils.logs import read_csv
+from utils.history import read_csv
 from test_crash_safety import arm_full_disk
 
 NAME = 'cifar10-ASKCFuse-resnet-8-c-1-s-1'

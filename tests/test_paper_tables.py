@@ -376,7 +376,7 @@ def test_cell_text_and_fraction():
     assert _cell('HEAD-README', 'iAFF-ResNeXt-50-32x4d', 'top-1 err.').text == '19.78'
 
 
-# ---------------------------------------------------------------- cross-check with /work/shared
+# ---------------------------------------------------------------- cross-check with $AFF_REFERENCE_DIR
 def _clean(text):
     text = re.sub(r'<[^>]+>', '', text)
     text = text.replace('$\\theta^+$', 'θ+').replace('θ^+', 'θ+')
@@ -520,7 +520,7 @@ def test_every_cell_equals_spec_section6():
             s2['%s, doubling channels: %s' % (r[0], r[1])] = flops + [_num(r[4])]
     assert (len(t3), len(t4), len(s1), len(t5), len(s2)) == (3, 7, 5, 10, 4)
     _check_tables(t3=t3, t4=t4, s1=s1, t5=t5, s2=s2)
-    # spec §5: the HEAD README ImageNet numbers; §6: the logs behind Table 5
+    # the spec's §5: the HEAD README ImageNet numbers; §6: the logs behind Table 5
     m = re.search(r'ImageNet AFF-ResNet-50 ([\d.]+), iAFF-ResNet-50\s+([\d.]+), '
                   r'iAFF-ResNeXt-50 ([\d.]+)', text)
     assert [float(x) for x in m.groups()] == [20.3, 20.2, 19.78]

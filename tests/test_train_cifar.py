@@ -11,7 +11,8 @@ import train_cifar
 from conftest import ROOT
 from utils import data as D
 from utils import train as T
-from utils.logs import parse_log, read_csv
+from utils.history import read_csv
+from utils.logs import parse_log
 
 N_TRAIN, N_TEST = 256, 64
 

@@ -12,7 +12,8 @@ import train_seg
 from conftest import ROOT
 from net.errors import AFFError
 from utils import seg as S
-from utils.logs import parse_log, read_csv
+from utils.history import read_csv
+from utils.logs import parse_log
 from utils.recipes import SEG_RECIPES, resolve
 
 MODEL = 'stopsign_add_fpn_resnet20_b1'

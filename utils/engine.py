@@ -29,7 +29,8 @@ import numpy as np
 from net.errors import AFFError, CheckpointError
 from utils import train as T
 from utils.checkpoint import check_states, fault_point, save_params_atomic, stem_of
-from utils.logs import EpochCSV, EpochLogger, plot_history
+from utils.history import EpochCSV, plot_history
+from utils.logs import EpochLogger
 from utils.models import count_params  # noqa: F401  (the one parameter counter, re-exported)
 
 __all__ = ['Engine', 'Classification', 'Segmentation', 'Diverged', 'EXIT_DIVERGED',
