@@ -32,13 +32,13 @@ from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
 from .errors import AFFError, unknown_name
-from .layers import GlobalAvgPool, add_hw, blocks, set_train_path, sigmoid
+from .layers import GlobalAvgPool, sigmoid
 
 __all__ = ['MSCAM', 'DirectAdd', 'Concat', 'AFF', 'AFFSingleLayer', 'IAFF', 'GlobalGlobal',
            'LocalLocal', 'MSGAU', 'MSSE', 'MSSA', 'MSModulatedSum', 'SE', 'GAU', 'SK',
            'HalfAFF', 'ConcatAFF', 'RecursiveAFF', 'GlobalSelect', 'LocalSelect',
            'IterativeGlobal', 'IterativeLocal', 'DepthwiseAFF', 'Depthwise4AFF', 'ReLUAFF',
-           'SharedConvAFF', 'set_fast', 'get_fusion', 'fusion_names', 'canonical_fusion', 'PAPER_FUSIONS']
+           'SharedConvAFF', 'get_fusion', 'fusion_names', 'canonical_fusion', 'PAPER_FUSIONS']
 
 
 # --------------------------------------------------------------------------------------
@@ -84,52 +84,26 @@ def _inter(channels, r):
     return inter
 
 
-def _select(F, x, y, w, scale, fast=True, full=False):
-    """``scale * (w*y + (1-w)*x)``.
-
-    ``fast`` (the default): ``z = x + w*(y-x)``, then ``z + z`` for scale 2 -- three full-size
-    passes after W instead of six, element-wise (not broadcast) kernels when ``full`` (W has the
-    shape of X), and ``z + z`` instead of MXNet 1.9.1's slow CPU ``_mul_scalar`` (bit-identical
-    to ``2 * z``).  ``fast=False``: the official expression pass for pass,
-    ``scale*Y*W + scale*X*(1-W)`` -- the benchmark's baseline (:func:`set_fast`).
-    """
-    if not fast:
-        if scale != 1:
-            y, x = scale * y, scale * x
-        return F.broadcast_mul(y, w) + F.broadcast_mul(x, 1 - w)
-    out = x + (w * (y - x) if full else F.broadcast_mul(w, y - x))
-    if scale == 2:
-        return out + out
-    return out * scale if scale != 1 else out
-
-
-def set_fast(block, fast=True):
-    """Switch every fusion module, :class:`~net.layers.GlobalAvgPool` and
-    :class:`~net.layers.GroupedConv2D` inside ``block`` to its fast (default) or its baseline path
-    (``fast=False``: the official formulas evaluated pass for pass, the Pooling operator for global
-    average pooling, grouped convs without the layout reorder); same parameters, same function.
-    Hybridize (again) after switching: a cached graph keeps the old path.
-    Returns the number of fusion modules switched."""
-    set_train_path(block, fast)
-    n = 0
-    for b in blocks(block):
-        if isinstance(b, _Fusion):
-            b.fast = bool(fast)
-            n += 1
-    return n
-
-
 class _Fusion(HybridBlock):
-    """Base class: remembers the constructor arguments for ``repr`` and FLOP tools."""
+    """Base class: remembers the constructor arguments for ``repr`` and FLOP tools.
+
+    The formulas are the official code's, operation for operation; :mod:`net.cpu_speed` rewrites
+    :meth:`_select` and :meth:`_ContextSum._weight` (and iAFF's forward) for MXNet's CPU kernels.
+    """
 
     #: paper name of the module (used by repr and the docs)
     paper_name = ''
 
-    def __init__(self, channels, fast=True, **kwargs):
+    def __init__(self, channels, **kwargs):
         super().__init__(**kwargs)
         self.channels = channels
-        #: False = evaluate the official formulas pass for pass (see :func:`set_fast`)
-        self.fast = fast
+
+    def _select(self, F, x, y, w, scale, full=False):
+        """The selection ``scale*Y*W + scale*X*(1-W)`` as the official code writes it; ``full``
+        says that W has the shape of X (else it is N x C x 1 x 1 and broadcast)."""
+        if scale != 1:
+            y, x = scale * y, scale * x
+        return F.broadcast_mul(y, w) + F.broadcast_mul(x, 1 - w)
 
     def __repr__(self):
         return '%s(channels=%d%s)' % (type(self).__name__, self.channels,
@@ -143,11 +117,8 @@ class _ContextSum(_Fusion):
     global_pool = True
 
     def _weight(self, F, t, local_att, global_att):
-        loc, glo = local_att(t), global_att(t)
-        if self.fast and self.global_pool and not self.local_pool:
-            # the official broadcast_add is a slow kernel on the CPU (net.layers.add_hw)
-            return sigmoid(F, add_hw(F, loc, glo))
-        return sigmoid(F, F.broadcast_add(loc, glo))
+        """``sigmoid(L(t) (+) G(t))`` (Eq. 3), the (+) broadcasting a pooled branch."""
+        return sigmoid(F, F.broadcast_add(local_att(t), global_att(t)))
 
 
 # --------------------------------------------------------------------------------------
@@ -225,8 +196,8 @@ class _TwoBranchSelect(_ContextSum):
 
     def hybrid_forward(self, F, x, y):
         w = self._weight(F, x + y, self.local_att, self.global_att)
-        return _select(F, x, y, w, self.scale, self.fast,
-                       full=not (self.local_pool and self.global_pool))
+        return self._select(F, x, y, w, self.scale,
+                            full=not (self.local_pool and self.global_pool))
 
 
 class AFF(_TwoBranchSelect):
@@ -276,7 +247,7 @@ class AFFSingleLayer(_ContextSum):
 
     def hybrid_forward(self, F, x, y):
         w = self._weight(F, x + y, self.local_att, self.global_att)
-        return _select(F, x, y, w, 2, self.fast, full=True)
+        return self._select(F, x, y, w, 2, full=True)
 
 
 class IAFF(_ContextSum):
@@ -301,15 +272,11 @@ class IAFF(_ContextSum):
             self.global_att2 = context(channels, inter, pool=True, **nk)
 
     def hybrid_forward(self, F, x, y):
+        # official: xi = x*wei + residual*(1-wei), xo likewise with wei2
         w1 = self._weight(F, x + y, self.local_att, self.global_att)
-        if not self.fast:  # official: xi = x*wei + residual*(1-wei), xo likewise with wei2
-            i = y * w1 + x * (1 - w1)
-            w2 = self._weight(F, i, self.local_att2, self.global_att2)
-            return y * w2 + x * (1 - w2)
-        d = y - x
-        i = x + w1 * d
+        i = y * w1 + x * (1 - w1)
         w2 = self._weight(F, i, self.local_att2, self.global_att2)
-        return x + w2 * d
+        return y * w2 + x * (1 - w2)
 
 
 # --------------------------------------------------------------------------------------
@@ -443,7 +410,9 @@ class HalfAFF(_Fusion):
     Official ``HalfASKCFuse``: ``local_att`` = [Conv C->C/r, BN, ReLU], ``global_att`` =
     [GAP, Conv C->C/r, BN, ReLU], ``post`` = [Conv 2C/r->C, BN, Sigmoid];
     ``W = post([L; broadcast g])``, ``Z = 2*W*Y + 2*(1-W)*X``.
-    (The code broadcasts g as ``(L + g) - L``; we broadcast directly -- equal up to rounding.)
+    The code broadcasts g as ``(L + g) - L``, as here.  On the CPU its training backward dies of a
+    floating-point exception in MXNet 1.9.1's oneDNN (README pitfall 23); :mod:`net.cpu_speed`
+    works around it.
     """
     paper_name = 'Half-AFF'
 
@@ -460,8 +429,8 @@ class HalfAFF(_Fusion):
     def hybrid_forward(self, F, x, y):
         t = x + y
         loc = self.local_att(t)
-        glo = F.broadcast_like(self.global_att(t), loc)
-        return _select(F, x, y, self.post(F.concat(loc, glo, dim=1)), 2, self.fast, full=True)
+        glo = F.broadcast_sub(F.broadcast_add(loc, self.global_att(t)), loc)   # as the official code
+        return self._select(F, x, y, self.post(F.concat(loc, glo, dim=1)), 2, full=True)
 
 
 def _post(channels, in_channels, norm_layer=None, norm_kwargs=None):
@@ -493,7 +462,7 @@ class ConcatAFF(_Fusion):
         t = x + y
         loc = self.local_att(t)
         glo = F.broadcast_like(self.global_att(t), loc)
-        return _select(F, x, y, self.post(F.concat(loc, glo, dim=1)), 2, self.fast, full=True)
+        return self._select(F, x, y, self.post(F.concat(loc, glo, dim=1)), 2, full=True)
 
 
 class RecursiveAFF(_ContextSum):
@@ -522,7 +491,7 @@ class RecursiveAFF(_ContextSum):
         w2 = self._weight(F, F.broadcast_add(loc, glo), self.local_att2, self.global_att2)
         # W2*l + (1-W2)*g = g + W2*(l-g)
         w = sigmoid(F, F.broadcast_add(w2 * F.broadcast_sub(loc, glo), glo))
-        return _select(F, x, y, w, 1, self.fast, full=True)
+        return self._select(F, x, y, w, 1, full=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -539,7 +508,7 @@ class _SingleAttentionSelect(_Fusion):
                                      norm_layer=norm_layer, norm_kwargs=norm_kwargs)
 
     def hybrid_forward(self, F, x, y):
-        return _select(F, x, y, self.attention(x + y), 2, self.fast, full=not self.pool)
+        return self._select(F, x, y, self.attention(x + y), 2, full=not self.pool)
 
 
 class GlobalSelect(_SingleAttentionSelect):
@@ -617,7 +586,7 @@ class Depthwise4AFF(_ContextSum):
         t = x + y
         s = self.local_att1(t) + self.local_att2(t) + self.local_att3(t) + self.local_att4(t)
         w = sigmoid(F, F.broadcast_add(s, self.global_att(t)))
-        return _select(F, x, y, w, 2, self.fast, full=True)
+        return self._select(F, x, y, w, 2, full=True)
 
 
 class ReLUAFF(_TwoBranchSelect):
@@ -653,7 +622,7 @@ class SharedConvAFF(_Fusion):
     def hybrid_forward(self, F, x, y):
         s = self.shared_att(x + y)
         w = self.sig(F.broadcast_add(self.local_att(s), self.global_att(s)))
-        return _select(F, x, y, w, 2, self.fast, full=True)
+        return self._select(F, x, y, w, 2, full=True)
 
 
 # --------------------------------------------------------------------------------------

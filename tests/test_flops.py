@@ -152,7 +152,7 @@ def test_tiny_network_by_hand():
 
 def test_elementwise_rules_by_hand():
     """elem: one op per output element (BN, ReLU), pooling one per window element (max 3x3: 9 per output,
-    global: the input; as a mean, net.layers.GlobalAvgPool: the input too), Flatten none; Conv2D/Dense only
+    global: the input; as the speed layer's mean: the input too), Flatten none; Conv2D/Dense only
     in MACs."""
     def block(gap):
         b = nn.HybridSequential()
@@ -163,7 +163,12 @@ def test_elementwise_rules_by_hand():
     assert result.elementwise_ops == {'BatchNorm': 4 * 64, 'Activation(relu)': 4 * 64,
                                       'Pooling': 9 * 4 * 16 + 4 * 16}
     assert result.elementwise == 1152 and result.elementwise_fusion == 0
-    result = flops.count(block(GlobalAvgPool()), input_size=8)
+    result = flops.count(block(GlobalAvgPool()), input_size=8)      # the official Pooling
+    assert result.elementwise_ops['Pooling'] == 9 * 4 * 16 + 4 * 16 and result.elementwise == 1152
+    from net import cpu_speed
+    fast = block(GlobalAvgPool())
+    cpu_speed.apply(fast, mx.cpu())                                     # the CPU training mean
+    result = flops.count(fast, input_size=8)
     assert result.elementwise_ops['mean'] == 4 * 16 and result.elementwise == 1152
 
 

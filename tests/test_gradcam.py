@@ -88,7 +88,7 @@ def test_hybridized_network_gives_the_same_map(trained):
 
 def test_inference_path_trunk_gives_the_same_map(trained):
     """The Grad-CAM trunk through utils.train.hybridize_for_inference (oneDNN) explains alike."""
-    from net.layers import set_train_path
+    from net import cpu_speed
     model, images, _ = trained
     x = mx.nd.array(images[:4])
     want = gradcam.grad_cam(model, x)[0]
@@ -98,7 +98,7 @@ def test_inference_path_trunk_gives_the_same_map(trained):
         got = gradcam.grad_cam(model, x, parts=(trunk, head))[0]
     finally:
         model.hybridize(active=False)
-        set_train_path(model, True)
+        cpu_speed.remove(model)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 

@@ -96,11 +96,11 @@ def _official_fixture_net(name):
     return openaff.CIFARAFFResNet(mode, 1, [1, 1, 1], [16, 16, 32, 64], 10, False)
 
 
-def _check_outputs(model, name, hybridize=False):
+def _check_outputs(model, name, hybridize=False, static_shape=True):
     ref = np.load(os.path.join(DATA, 'fixtures', name + '.npz'))
     model.load_parameters(os.path.join(DATA, 'fixtures', name + '.params'))
     if hybridize:
-        model.hybridize(static_alloc=True, static_shape=True)
+        model.hybridize(static_alloc=True, static_shape=static_shape)
     x = mx.nd.array(ref['x'])
     assert rel_err(model(x).asnumpy(), ref['out_eval']) < 2e-5
     with mx.autograd.record(train_mode=True):
@@ -120,6 +120,16 @@ def test_fixture_through_openaff(name):
 @pytest.mark.parametrize('name', FIXTURES)
 def test_fixture_hybridized(name):
     _check_outputs(_official_fixture_net(name), name, hybridize=True)
+
+
+@pytest.mark.parametrize('name', FIXTURES)
+def test_fixture_through_the_cpu_speed_layer(name):
+    """The official networks rewritten by net.cpu_speed (training rewrites, static_alloc as the
+    scripts hybridize on the CPU) give the official outputs, inference and training mode."""
+    from net import cpu_speed
+    model = _official_fixture_net(name)
+    assert cpu_speed.apply(model, mx.cpu(), training=True).startswith('CPU speed layer (')
+    _check_outputs(model, name, hybridize=True, static_shape=False)
 
 
 PAPER_NAMES = {'AYforXplusY': 'msgau', 'Concat': 'concat', 'HalfASKCFuse': 'halfaff',

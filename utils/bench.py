@@ -5,17 +5,17 @@ Usage: python -m utils.bench --model NAME [--batch-size B] [--input-size S] [--j
        python -m utils.bench --markdown FILE.json                                      (README table)
 
 The suite (no --model) measures, per model at its recipe's batch and input size: the BASELINE (the
-official module structure with every fast path off, `net.fusion.set_fast(block, False)`: the official
-fusion formulas pass for pass with broadcast_add for the (+) of Eq. 3, global average pooling through
-MXNet's Pooling operator, grouped convs as plain Conv2D; plain `hybridize()` for training and inference)
-and the FAST path (the default modules: fewer-pass fusion formulas, the (+) as `net.layers.add_hw`,
-global average pooling as a mean, `net.layers.GlobalAvgPool`, grouped convs of group width 4/8 with
-plain-layout copies, `net.layers.GroupedConv2D`; training with plain hybridize (as the scripts did on the
-CPU when the records in docs/bench/ were measured; they now add static_alloc, README pitfall 13); inference through `utils.train.hybridize_for_inference`: Pooling again, grouped
-convs without the copies, oneDNN `optimize_for` with conv+BN(+ReLU/+sum) folding and static_alloc; intermediate
-columns without optimize_for / static_alloc), windows interleaved so that both see the same
-load; each fusion's time overhead over its plain host next to its FLOPs overhead (utils.flops, MACs);
-and data-pipeline images/s on one core (CIFAR standard augmentation, with AutoAugment; ImageNet
+official module structure, i.e. the modules of net/ as built: the official fusion formulas pass for
+pass with broadcast_add for the (+) of Eq. 3, global average pooling through MXNet's Pooling operator,
+grouped convs as plain Conv2D; plain `hybridize()` for training and inference) and the FAST path (the
+CPU speed layer, `net.cpu_speed.apply`: fewer-pass fusion formulas, the (+) as `net.cpu_speed.add_hw`,
+global average pooling as a mean and grouped convs of group width 4/8 with plain-layout copies in
+training; training with plain hybridize, as the records in docs/bench/ were measured (the scripts now
+add static_alloc, README pitfall 13); inference through `utils.train.hybridize_for_inference`: the
+fusion rewrites only, oneDNN `optimize_for` with conv+BN(+ReLU/+sum) folding and static_alloc;
+intermediate columns without optimize_for / static_alloc), windows interleaved so that both see the
+same load; each fusion's time overhead over its plain host next to its FLOPs overhead (utils.flops,
+MACs); and data-pipeline images/s on one core (CIFAR standard augmentation, with AutoAugment; ImageNet
 RecordIO decode + augmentation from a small .rec packed into a temporary directory).
 
 Two phases, each timed as `--windows` windows of `--iters` iterations after `--warmup` untimed ones:
@@ -23,8 +23,9 @@ Two phases, each timed as `--windows` windows of `--iters` iterations after `--w
 * train     — forward + backward + SGD `trainer.step` (autograd recording, training-mode BatchNorm);
 * inference — forward only, autograd off.
 
-With --model, the network is hybridized with static_alloc/static_shape for training and through
-`utils.train.hybridize_for_inference` for inference, unless --no-hybridize. Every window starts and
+With --model, the network is prepared as the scripts prepare it, `utils.train.hybridize_for_training`
+(the CPU speed layer, static_alloc) for training and `utils.train.hybridize_for_inference` for
+inference, unless --no-hybridize (then the official modules run imperatively). Every window starts and
 ends with `mx.nd.waitall()`, so a window's time covers all the work queued in it. The reported figure is
 the MEDIAN images/s over the windows; --json also writes the raw window times and the machine facts
 (threads, MXNet version and features, CPU model; no host name). It is a measurement, not a test.
@@ -41,7 +42,7 @@ from datetime import datetime, timezone
 from net.errors import AFFError
 from utils.cli import positive_int, run_main
 from utils.models import build, check_names, output_classes
-from utils.train import hybridize_for_inference
+from utils.train import hybridize_for_inference, hybridize_for_training
 
 import mxnet as mx  # after utils, which sets the thread count
 from mxnet import autograd, gluon
@@ -72,7 +73,8 @@ def parse_args(argv=None):
                    help="iterations per window (default 5; suite 2)")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the full record to FILE")
     p.add_argument("--no-hybridize", dest="hybridize", action="store_false",
-                   help="run imperatively (default: hybridize with static_alloc/static_shape)")
+                   help="run the official modules imperatively (default: as the scripts prepare "
+                        "them, utils.train.hybridize_for_training / _for_inference)")
     return p.parse_args(argv)
 
 
@@ -186,8 +188,7 @@ def run(args):
     ctx = mx.cpu()
     block, out, size = build(args.model, args.classes, ctx=ctx, batch_size=1, size=args.input_size)
     classes = args.classes or output_classes(out)
-    if args.hybridize:
-        block.hybridize(static_alloc=True, static_shape=True)
+    train_path = hybridize_for_training(block, [ctx]) if args.hybridize else "imperative"
     x = mx.nd.random.uniform(shape=(args.batch_size, 3, size, size), ctx=ctx)
 
     train_times = timed_windows(train_step_fn(block, x, classes), args.warmup, args.windows, args.iters)
@@ -203,6 +204,7 @@ def run(args):
         "hybridize": args.hybridize, "warmup": args.warmup, "windows": args.windows, "iters": args.iters,
         "train": summarise(train_times, args.batch_size, args.iters),
         "inference": summarise(infer_times, args.batch_size, args.iters), "inference_path": note,
+        "train_path": train_path,
         "peak_rss_gib_after_train": train_rss,
     }
     rec.update(environment(load_start))

@@ -7,7 +7,7 @@ Runs --iters steps after warm-up under MXNet's profiler (aggregate statistics) a
 sorted by total time, with their share of the sum.  Bulk execution is switched off first, so that every
 operator is timed on its own (the engine otherwise runs a whole static graph as one "operator"); this makes
 the step itself somewhat slower than in `python -m utils.bench`.  --baseline: the official module structure
-(`net.fusion.set_fast(net, False)`, plain hybridize); default: the fast path as `utils.bench` times it
+(the modules as built, plain hybridize); default: the CPU speed layer (`net.cpu_speed`) as `utils.bench` times it
 (training with plain hybridize, as the suite's records; inference through `utils.train.hybridize_for_inference`).
 The causes quoted in docs/performance.md come from this command.
 """
@@ -24,7 +24,7 @@ os.environ.setdefault('MXNET_EXEC_BULK_EXEC_INFERENCE', '0')
 
 import mxnet as mx  # noqa: E402
 
-from net.fusion import set_fast  # noqa: E402
+from net import cpu_speed  # noqa: E402
 from utils.bench import _outputs, train_step_fn  # noqa: E402
 from utils.models import build, check_names, output_classes  # noqa: E402
 from utils.train import hybridize_for_inference  # noqa: E402
@@ -58,12 +58,12 @@ def profile(args):
     block, out, size = build(args.model, batch_size=1, size=args.input_size)
     x = mx.nd.random.uniform(shape=(args.batch_size, 3, size, size))
     if args.baseline:
-        set_fast(block, False)
         block.hybridize()
         path = 'baseline: official structure, plain hybridize'
     elif args.phase == 'train':
+        path = 'fast: %s, plain hybridize (as the benchmark records)' % cpu_speed.apply(
+            block, mx.cpu(), training=True)
         block.hybridize()
-        path = 'fast: default modules, plain hybridize (as the benchmark records)'
     else:
         path = 'fast: ' + hybridize_for_inference(block, x)
     if args.phase == 'train':

@@ -25,9 +25,9 @@ ReLU, sigmoid, add, broadcast multiply, ...), pooling one per element of each wi
 slices, concatenation and dropout count 0. "elem in fusion" is the part executed inside the fusion
 modules (the attention; for plain Add networks, the residual addition itself). These ops are
 traced, not hooked: Gluon hooks only see layers, not the operators a hybrid_forward calls. They are
-counted as this repository computes them (net.fusion evaluates some official formulas in fewer
-passes, e.g. 2*(x + w*(y - x)) for AFF), so "elem" is an estimate of memory-bound work, not a
-reproduction of anything official.
+counted for the network as given -- the official module structure as built; a network rewritten by
+the CPU speed layer (net.cpu_speed: fewer passes, e.g. 2*(x + w*(y - x)) for AFF) counts what that
+executes -- so "elem" is an estimate of memory-bound work, not a reproduction of anything official.
 
 Parameters: total = every element of `collect_params()`, BatchNorm running statistics included (as the
 official tool and spec §2.7), trainable = grad_req != 'null'; printed in millions.

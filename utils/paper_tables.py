@@ -1,8 +1,10 @@
 """The paper's result tables as data: one :class:`Cell` per printed number.
 
-Sources: "Attentional Feature Fusion" (Dai et al., WACV 2021) Tables 2-5, the supplement's Tables S1 and
-S2 (= Tables 6 and 7 of the arXiv appendix), the open-aff HEAD README and the released checkpoints
-(:data:`net.model_store.RELEASED`, read from there, not retyped).
+The numbers live in the metafiles under ``utils/results/`` (:mod:`utils.metafile`): ``aff_paper.csv``
+holds "Attentional Feature Fusion" (Dai et al., WACV 2021) Tables 3-5, the supplement's Tables S1 and
+S2 (= Tables 6 and 7 of the arXiv appendix), the open-aff HEAD README and the slides' ImageNet table;
+the released checkpoints' cells are made from ``released.csv`` (:data:`net.model_store.RELEASED`);
+Table 2 and the supplement's settings are ``settings.json``.
 
 Conventions
 -----------
@@ -16,19 +18,19 @@ Conventions
   CIFAR-100: ResNet-20-b in the ablations; the released CIFAR checkpoints too), ``'fpn'`` (long skip,
   ResNet-20-b + FPN on StopSign), ``'imagenet'`` (ResNet-50 / ResNeXt-50), ``None`` (FLOPs analysis,
   other papers' results).
-* ``model``: a registry name (``net.get_model_list()``), a *planned* name for the scenarios that have no
-  network yet (``cifar_<fusion>_inception_resnet20_b<b>``, ``stopsign_<fusion>_fpn_resnet20_b<b>``; then
-  ``available`` is False), or ``None`` (no network of ours: other architectures, FLOPs rows).
+* ``model``: a registry name (``net.get_model_list()``), or ``None`` (no network of ours: other
+  architectures, FLOPs rows).
 * ``recipe``: ``'paper'`` (Tables 3, 4, S1: Table 2 settings, no mixup), ``'paper_sota'`` (Table 5: the
-  submitted paper's runs, with mixup), ``'released'`` (HEAD README / released checkpoints), ``None`` for
-  cells that are no training result.
+  submitted paper's runs, with mixup), ``'released'`` (HEAD README, slides, released checkpoints),
+  ``None`` for cells that are no training result.
 
-The related methods' tables (AFINet ``AFINet-<n>``, ACmix ``ACmix-README``; scenario ``'cifar'`` = plain
-CIFAR-100 classification on the 100 fine labels, ``'imagenet'``; recipes ``'afinet'`` / ``'acmix'``; extra
-metrics for their parameter, FLOPs, top-5 and memory columns) come from :mod:`utils.related_tables`.
+The related methods' tables (AFINet ``AFINet-<n>``, ACmix ``ACmix-README`` and ``ACmix-S1``; scenario
+``'cifar'`` = plain CIFAR-100 classification on the 100 fine labels, ``'imagenet'``; recipes ``'afinet'``
+/ ``'acmix'``; extra metrics for their parameter, FLOPs, top-5 and memory columns) follow the
+conventions of :mod:`utils.related_tables`.
 
-``python -m utils.reproduce`` turns cells into training commands; :func:`lint` checks the table
-(``python -m utils.paper_tables`` prints its problems).
+``python -m utils.reproduce`` turns cells into training commands; :func:`lint` checks the tables
+(``python -m utils.paper_tables`` prints the problems of the metafiles and of the tables).
 """
 import math
 import re

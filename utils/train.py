@@ -16,8 +16,7 @@ import numpy as np
 from gluoncv.utils import LRScheduler, LRSequential
 
 from net.errors import AFFError
-from net.fusion import set_fast
-from net.layers import set_train_path
+from net import cpu_speed
 
 __all__ = ['lr_schedule', 'mixup', 'smooth_one_hot', 'make_trainer', 'states_savable',
            'lr_after', 'start_schedule_at', 'contexts', 'script_contexts', 'capped_workers',
@@ -269,18 +268,16 @@ def hybridize_for_training(model, ctx):
     alone is bit-identical to plain ``hybridize()`` (tests/test_train_utils.py) and faster: it
     spares MXNet's pool-less CPU storage its page faults (AFF-ResNet-20-b1, batch 32, 2 threads:
     48-56 -> 41-42 ms per step, two interleaved rounds).
-    On GPUs the training-only workarounds of :mod:`net.layers` for MXNet's CPU (oneDNN) kernels --
-    global average pooling as a mean, layout copies around grouped convs -- are switched off
-    (:func:`net.layers.set_train_path`): the official layers, as in the official runs.
+    On CPU contexts the network is first rewritten by the CPU speed layer (:mod:`net.cpu_speed`);
+    on GPUs it keeps the official module structure, as in the official runs.
     """
+    speed = cpu_speed.apply(model, ctx, training=True)
     if all(c.device_type == 'gpu' for c in ctx):
-        set_train_path(model, False)
         model.hybridize(static_alloc=True, static_shape=True)
-        return ('hybridized with static_alloc=True, static_shape=True; the CPU workarounds of '
-                'net.layers (mean pooling, grouped-conv layout copies) off')
+        return 'hybridized with static_alloc=True, static_shape=True; %s' % speed
     model.hybridize(static_alloc=True)
     return ('hybridized with static_alloc=True, without static_shape: on the CPU it leaves stale '
-            'BatchNorm moving statistics in MXNet 1.9.1')
+            'BatchNorm moving statistics in MXNet 1.9.1; %s' % speed)
 
 
 def _onednn_available():
@@ -290,10 +287,9 @@ def _onednn_available():
 def hybridize_for_inference(model, x):
     """Prepare ``model`` for evaluation only (no gradients through it); returns a sentence for the log.
 
-    The fast fusion formulas (:func:`net.fusion.set_fast`), global average pooling through the
-    Pooling operator (its forward is the fastest; only its backward is slow,
-    :class:`net.layers.GlobalAvgPool`), grouped convs without the training-only layout reorder
-    (:class:`net.layers.GroupedConv2D`), then static allocation and -- on the CPU, when MXNet has
+    On the CPU the inference rewrites of the speed layer (:func:`net.cpu_speed.apply` with
+    ``training=False``: the fusion formulas; pooling and grouped convs stay official), then static
+    allocation and -- on the CPU, when MXNet has
     oneDNN -- oneDNN graph optimisation, ``optimize_for(backend='MKLDNN')``: BatchNorm folded into
     the convolution before it, conv+ReLU and conv+sum fused.  Same function: outputs agree with
     the unfused network within 2e-5 relative (tests/test_bench.py).  ``x``: an example batch on the
@@ -304,19 +300,19 @@ def hybridize_for_inference(model, x):
     after any other failure, the model keeps static allocation only -- measured faster there than
     rerouting the sums around oneDNN's conv+sum fusion (docs/performance.md) -- and the sentence says so.
     """
-    set_fast(model, True)
-    set_train_path(model, False)
+    speed = cpu_speed.apply(model, x.context, training=False)
     if x.context.device_type != 'cpu' or not _onednn_available():
         model.hybridize(static_alloc=True, static_shape=True)
-        return 'inference: hybridized with static_alloc=True, static_shape=True'
+        return 'inference: hybridized with static_alloc=True, static_shape=True; %s' % speed
     try:
         # clear=True: a failed optimize_for otherwise leaves its graph behind for the next call
         model.optimize_for(x, backend='MKLDNN', clear=True, static_alloc=True, static_shape=True)
-        return 'inference: oneDNN graph optimisation (optimize_for MKLDNN), static_alloc'
+        return 'inference: oneDNN graph optimisation (optimize_for MKLDNN), static_alloc; %s' % speed
     except mx.base.MXNetError as e:
         error = str(e).strip().splitlines()[-1][:200]
     model.hybridize(static_alloc=True, static_shape=True)
-    return 'inference: oneDNN graph optimisation failed (%s); hybridized with static_alloc only' % error
+    return ('inference: oneDNN graph optimisation failed (%s); hybridized with static_alloc only; %s'
+            % (error, speed))
 
 
 def progress(it, total, desc, show=None):
