@@ -2,7 +2,7 @@
 
 The official-log numbers are transcribed from ../shared/reference/openaff-spec.md §5 (best value, 4
 decimals as printed there, and its epoch; the spec's ``r = 4`` directories are ``r_4``).  The copies
-in tests/data/official_logs are enough; when the shared reference directory exists, every log of
+in utils/official_logs are enough; when the shared reference directory exists, every log of
 ``OFFICIAL_LOGS`` is checked there as well.
 """
 import math
@@ -13,15 +13,16 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import DATA, ROOT
+from conftest import ROOT
 from net.errors import AFFError
 from net.model_store import RELEASED
 from utils import compare as C
 from utils import paper_tables as PT
+from utils import paths
 from utils.logs import EpochCSV, EpochLogger
 from utils.reproduce import run_dir
 
-COPIED = os.path.join(DATA, 'official_logs')
+COPIED = paths.OFFICIAL_LOGS
 SHARED = os.path.join(os.path.dirname(ROOT), 'shared', 'reference', 'official_logs')
 needs_shared = pytest.mark.skipif(not os.path.isdir(SHARED),
                                   reason='../shared/reference/official_logs not present')
@@ -361,7 +362,7 @@ def test_shared_every_official_log_matches_spec():
 def test_an_official_log_given_as_a_run_keeps_its_label_mode():
     """The HEAD fine-label logs carry no label_mode in their Namespace line (uncommitted code):
     read as a run, the OFFICIAL_LOGS entry decides, not Gluon's coarse default."""
-    root = os.path.join(ROOT, 'tests', 'data', 'official_logs')
+    root = COPIED
     fine = 'head/cifar100/AFF-ResNet-32/train_cifar100-ASKCFuse-resnet-32-c-4-s-1.log'
     coarse = ('head/cifar100/AFF-ResNet-32/superclasses/From_Scratch_Log_train_cifar100_'
               'cifar100-ASKCFuse-resnet-32-c-4-s-1.log')

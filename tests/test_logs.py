@@ -2,7 +2,7 @@
 
 The expected values are transcribed from ../shared/reference/openaff-spec.md §5 (4 decimals as printed
 there; the spec's paths say ``r = 4`` where the released directory is ``r_4``).  A selection of the
-official logs is copied (gzipped) under tests/data/official_logs/; when the shared reference directory
+official logs is copied (gzipped) under utils/official_logs/; when the shared reference directory
 is present, every one of the 26 official logs is checked as well.
 """
 import argparse
@@ -13,13 +13,13 @@ import struct
 
 import pytest
 
-from conftest import DATA, ROOT
+from conftest import ROOT
 from net.errors import AFFError
-from utils import logs
+from utils import logs, paths
 from utils.logs import (EpochCSV, EpochLogger, best, curve, parse_log, parse_namespace, plot_history,
                         read_csv)
 
-COPIED = os.path.join(DATA, 'official_logs')
+COPIED = paths.OFFICIAL_LOGS
 SHARED = os.path.join(os.path.dirname(ROOT), 'shared', 'reference', 'official_logs')
 
 R32_806 = ('paper/cifar10/resnet-32-askc-host/r_4/'

@@ -39,9 +39,10 @@ __all__ = ['OfficialLog', 'OFFICIAL_LOGS', 'Run', 'OfficialResult', 'Row', 'Repo
            'registry_model', 'match_cells', 'cell_epochs', 'to_cell_unit', 'flags',
            'build_report', 'markdown', 'related_section', 'write_pngs', 'main']
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from utils import paths  # noqa: E402  (kept beside the constants it serves)
+ROOT = paths.PACKAGE_ROOT
 SHARED_OFFICIAL = os.path.join(os.path.dirname(ROOT), 'shared', 'reference', 'official_logs')
-COPIED_OFFICIAL = os.path.join(ROOT, 'tests', 'data', 'official_logs')
+COPIED_OFFICIAL = paths.OFFICIAL_LOGS
 
 _METRIC_OF_KIND = {'cifar': 'val', 'imagenet': 'top1_err', 'seg': 'mIoU'}
 _LOWER_IS_BETTER = ('top1_err', 'top5_err')
