@@ -5,8 +5,9 @@
 #   make models  parameter table of the released models
 #   make bench   training/inference images/s of AFF-ResNet-32 (extra flags: make bench BENCH_ARGS='...')
 # PYTHON=/path/to/python3.11 make venv chooses the interpreter (default: python3.11, else python3).
-# The repo is used from its root (python -m utils..., ./train_*.py); it is not pip-installed into .venv
-# because `pip install -e .` needs the `wheel` package, which is not among the pins.
+# The repo is used from its root (python -m utils..., ./train_*.py); .venv does not install it. `pip install .`
+# and `pip install -e .` work too (docs/install.md); offline (--no-build-isolation) they need the pinned `wheel`,
+# as the venv's own setuptools 65.5 has no bdist_wheel (pip's default build isolation fetches both itself).
 
 VENV        := .venv
 PY          := $(VENV)/bin/python

@@ -26,3 +26,18 @@ def unknown_name(kind, name, valid, listing, shown=()):
         parts.append(', '.join(shown))
     parts.append('all %d: %s' % (len(valid), listing))
     return UnknownNameError('; '.join(parts))
+
+
+def import_extra(module, distribution, extra, purpose):
+    """``importlib.import_module(module)`` of an optional dependency; when it is not installed, an
+    :class:`AFFError` naming the setup.py extra that installs it (docs/install.md)."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        top = module.split('.')[0]
+        if e.name not in (top, module):
+            raise
+        raise AFFError("%s needs %s, which is not installed: pip install 'openaff-gluon[%s]' (or "
+                       "pip install %s; make venv installs it)" % (purpose, distribution, extra,
+                                                                 distribution)) from None

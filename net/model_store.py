@@ -5,7 +5,9 @@ the official repository (the part after ``params/``), in these directories, in o
 
 1. ``root`` (the argument of :func:`find_checkpoint` / ``net.get_model(..., root=...)``),
 2. ``$AFF_PARAMS_DIR`` (one or more directories separated by ``os.pathsep``),
-3. this repository's ``params/`` directory,
+3. :data:`REPO_PARAMS_DIR`: ``params/`` of the repository checkout; when the package is installed
+   (``pip install .``) the MXNet model folder instead, ``$MXNET_HOME/models``, else ``~/.mxnet/models``
+   (utils.paths.params_dir),
 4. ``$MXNET_HOME/models``, else ``~/.mxnet/models``.
 
 A missing file raises :class:`~net.errors.CheckpointError` with the exact download URL.  Every
@@ -29,6 +31,8 @@ from dataclasses import dataclass
 
 import mxnet as mx
 
+from utils import paths
+
 from .errors import CheckpointError
 
 __all__ = ['Checkpoint', 'RELEASED', 'URL_ROOT', 'REPO_PARAMS_DIR', 'git_blob_sha1',
@@ -38,9 +42,9 @@ __all__ = ['Checkpoint', 'RELEASED', 'URL_ROOT', 'REPO_PARAMS_DIR', 'git_blob_sh
 #: where the official repository serves its files (append :attr:`Checkpoint.path`)
 URL_ROOT = 'https://github.com/YimianDai/open-aff/raw/master/'
 
-#: this repository's ``params/`` directory (repo root = parent of ``net/``)
-REPO_PARAMS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                               'params')
+#: the checkpoints folder: ``params/`` in a repository checkout; installed, the MXNet model folder
+#: (``$MXNET_HOME/models`` or ``~/.mxnet/models``), never site-packages
+REPO_PARAMS_DIR = paths.params_dir()
 
 _LOG = logging.getLogger('net')
 _MIN_SHA_PREFIX = 6
@@ -124,9 +128,7 @@ def search_dirs(root=None):
     if env:
         dirs.extend(d for d in env.split(os.pathsep) if d)
     dirs.append(REPO_PARAMS_DIR)
-    mxnet_home = os.environ.get('MXNET_HOME')
-    dirs.append(os.path.join(mxnet_home, 'models') if mxnet_home
-                else os.path.join('~', '.mxnet', 'models'))
+    dirs.append(paths.mxnet_models_dir())
     out = []
     for d in dirs:
         d = os.path.abspath(os.path.expanduser(d))

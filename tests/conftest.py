@@ -20,6 +20,15 @@ os.environ.setdefault('OMP_NUM_THREADS', '1')
 import net  # noqa: E402  (configures OpenMP threads before mxnet)
 
 
+def load_setup():
+    """setup.py as a module (not run as __main__: setup() is not called)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('aff_setup', os.path.join(ROOT, 'setup.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def load_manifest(name):
     with gzip.open(os.path.join(DATA, 'manifests', name + '.json.gz'), 'rt') as f:
         return json.load(f)

@@ -2,7 +2,7 @@
 
 The official-log numbers are transcribed from docs/official-code.md §5 (best value, 4 decimals as
 printed there, and its epoch; open-aff's ``r = 4`` directories are stored as ``r_4``).  The copies
-in tests/data/official_logs are enough; when $AFF_OFFICIAL_LOGS names the full set, every log of
+in utils/official_logs are enough; when $AFF_OFFICIAL_LOGS names the full set, every log of
 ``OFFICIAL_LOGS`` is checked there as well.
 """
 import gzip
@@ -15,18 +15,19 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import DATA, ROOT
+from conftest import ROOT
 from net.errors import AFFError
 from net.model_store import RELEASED
 from utils import compare as C
 from utils import paper_tables as PT
+from utils import paths
 from utils.history import EpochCSV
 from utils.logs import EpochLogger
 from utils.reproduce import run_dir
 
-COPIED = os.path.join(DATA, 'official_logs')
+COPIED = paths.OFFICIAL_LOGS
 # the full set of official logs, only where given explicitly (no path outside the repository
-# is assumed): a folder laid out as tests/data/official_logs (head/, paper/)
+# is assumed): a folder laid out as utils/official_logs (head/, paper/)
 SHARED = os.environ.get('AFF_OFFICIAL_LOGS', '')
 needs_shared = pytest.mark.skipif(not SHARED or not os.path.isdir(SHARED),
                                   reason='set AFF_OFFICIAL_LOGS to the folder of all 26 official '
@@ -369,7 +370,7 @@ def test_shared_every_official_log_matches_spec():
 def test_an_official_log_given_as_a_run_keeps_its_label_mode():
     """The HEAD fine-label logs carry no label_mode in their Namespace line (uncommitted code):
     read as a run, the OFFICIAL_LOGS entry decides, not Gluon's coarse default."""
-    root = os.path.join(ROOT, 'tests', 'data', 'official_logs')
+    root = COPIED
     fine = 'head/cifar100/AFF-ResNet-32/train_cifar100-ASKCFuse-resnet-32-c-4-s-1.log'
     coarse = ('head/cifar100/AFF-ResNet-32/superclasses/From_Scratch_Log_train_cifar100_'
               'cifar100-ASKCFuse-resnet-32-c-4-s-1.log')

@@ -1,6 +1,5 @@
 """The repository foundation: setup.py, the command-line wrappers, the benchmark and model table, thread setup,
 the training scripts and the placeholder helper. Command-line tools are run as subprocesses from the repo root."""
-import importlib.util
 import json
 import os
 import socket
@@ -8,6 +7,8 @@ import subprocess
 import sys
 
 import pytest
+
+from conftest import load_setup
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 300
@@ -22,13 +23,6 @@ def run(args, env=None, timeout=TIMEOUT, **kwargs):
 def pinned_lines():
     with open(os.path.join(ROOT, "requirements.txt"), encoding="utf-8") as f:
         return [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
-
-
-def load_setup():
-    spec = importlib.util.spec_from_file_location("aff_setup", os.path.join(ROOT, "setup.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # not __main__: setup() is not called
-    return module
 
 
 # --- training scripts -----------------------------------------------------------------------------------
@@ -58,23 +52,35 @@ def test_training_scripts_are_real_and_executable(script):
 
 # --- setup.py -------------------------------------------------------------------------------------------
 
-def test_setup_requirements_are_the_pins():
+def test_setup_requirements_are_ranges_the_lock_satisfies():
+    """setup.py asks for ranges (docs/install.md); requirements.txt, the exact lock, satisfies every one
+    of them and of the extras."""
+    from packaging.requirements import Requirement
     setup = load_setup()
-    pins = pinned_lines()
-    assert pins[0] == "mxnet==1.9.1" and len(pins) > 20
-    assert setup.read_requirements() == pins
+    pins = dict(p.split("==") for p in pinned_lines())
+    pins = {k.lower(): v for k, v in pins.items()}
+    reqs = setup.requirements() + [r for extra in setup.EXTRAS.values() for r in extra]
+    assert setup.requirements()[0] == "mxnet>=1.9.1,<2"
+    assert not any("==" in r for r in setup.requirements() if not r.startswith("gluoncv"))
+    assert "numpy>=1.23,<1.24" in setup.requirements()  # mxnet 1.9.1 does not import with numpy >= 1.24
+    for r in map(Requirement, reqs):
+        assert r.name.lower() in pins and r.specifier.contains(pins[r.name.lower()]), (str(r), pins)
+    assert {"pytest", "scikit-learn", "pycocotools"} <= {Requirement(r).name for r in setup.EXTRAS["test"]}
+    assert not {"pytest", "scikit-learn", "pycocotools", "certifi"} & {
+        Requirement(r).name for r in setup.requirements()}
 
 
 @pytest.mark.parametrize("variant", ["mxnet-cu112", "mxnet-cu112==1.9.1"])
-def test_setup_mxnet_variant_replaces_only_the_mxnet_pin(variant):
-    reqs = load_setup().read_requirements(variant=variant)
-    pins = pinned_lines()
-    assert reqs == ["mxnet-cu112==1.9.1" if p == "mxnet==1.9.1" else p for p in pins]
+def test_setup_mxnet_variant_replaces_only_the_mxnet_requirement(variant):
+    setup = load_setup()
+    reqs = setup.requirements(variant=variant)
+    want = "mxnet-cu112==1.9.1" if "==" in variant else "mxnet-cu112>=1.9.1,<2"
+    assert reqs == [want] + setup.requirements()[1:]
 
 
 def test_setup_metadata_end_to_end(tmp_path):
-    """Running setup.py itself (egg_info into tmp_path) gives the pins, the GPU swap, Python 3.11 and both
-    packages."""
+    """Running setup.py itself (egg_info into tmp_path) gives the ranges, the extras, the GPU swap,
+    Python 3.11, both packages, the three scripts and the aff-* commands."""
     def egg_info(variant):
         out = tmp_path / (variant or "cpu")
         out.mkdir()
@@ -86,13 +92,24 @@ def test_setup_metadata_end_to_end(tmp_path):
         (info,) = out.glob("*.egg-info")
         return info
 
+    from packaging.requirements import Requirement
+
+    def normal(reqs):  # setuptools writes the specifiers sorted: mxnet<2,>=1.9.1
+        return [str(Requirement(r)) for r in reqs]
+    setup = load_setup()
     cpu = egg_info(None)
-    assert (cpu / "requires.txt").read_text().split() == pinned_lines()
+    requires = (cpu / "requires.txt").read_text()
+    assert requires.split("[")[0].split() == normal(setup.requirements())
+    assert "[demo]\nscikit-learn" in requires and "[test]\npytest" in requires
     assert "Requires-Python: >=3.11,<3.12" in (cpu / "PKG-INFO").read_text()
     assert "Name: openaff-gluon" in (cpu / "PKG-INFO").read_text()
-    assert set((cpu / "top_level.txt").read_text().split()) == {"net", "utils"}
+    assert set((cpu / "top_level.txt").read_text().split()) == {
+        "net", "utils", "train_cifar", "train_imagenet", "train_seg"}
+    commands = (cpu / "entry_points.txt").read_text()
+    assert "aff-reproduce = utils.console:reproduce" in commands
+    assert "aff-train-cifar = utils.console:train_cifar" in commands
     gpu = egg_info("mxnet-cu112")
-    assert (gpu / "requires.txt").read_text().split()[0] == "mxnet-cu112==1.9.1"
+    assert (gpu / "requires.txt").read_text().split()[0] == normal(["mxnet-cu112>=1.9.1,<2"])[0]
 
 
 # --- utils.cli.run_main ---------------------------------------------------------------------------------

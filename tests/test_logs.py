@@ -2,7 +2,7 @@
 
 The expected values are transcribed from docs/official-code.md §5 (4 decimals as printed there; open-aff's
 paths say ``r = 4`` where the copies here say ``r_4``).  A selection of the official logs is copied
-(gzipped) under tests/data/official_logs/; when $AFF_OFFICIAL_LOGS names the folder of all of them
+(gzipped) under utils/official_logs/; when $AFF_OFFICIAL_LOGS names the folder of all of them
 (head/, paper/), every one of the 26 official logs is checked as well.
 """
 import argparse
@@ -13,15 +13,15 @@ import struct
 
 import pytest
 
-from conftest import DATA, ROOT
+from conftest import ROOT
 from net.errors import AFFError
-from utils import logs
+from utils import logs, paths
 from utils.history import EpochCSV, plot_history, read_csv
 from utils.logs import EpochLogger, best, curve, parse_log, parse_namespace
 
-COPIED = os.path.join(DATA, 'official_logs')
+COPIED = paths.OFFICIAL_LOGS
 # the full set of official logs, only where given explicitly (no path outside the repository
-# is assumed): a folder laid out as tests/data/official_logs (head/, paper/)
+# is assumed): a folder laid out as utils/official_logs (head/, paper/)
 SHARED = os.environ.get('AFF_OFFICIAL_LOGS', '')
 
 R32_806 = ('paper/cifar10/resnet-32-askc-host/r_4/'

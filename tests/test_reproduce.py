@@ -288,6 +288,31 @@ def test_run_executes_the_commands_in_order(monkeypatch, capsys):
     assert len(calls) == 1                    # stops at the first failure
 
 
+def test_workdir_runs_the_commands_elsewhere_with_the_script_by_path(monkeypatch, capsys, tmp_path):
+    """--workdir (the default of an installed package is the current directory, utils.paths): the
+    commands name the script by its path and run there; the bash script cds there."""
+    calls = []
+
+    class Done:
+        returncode = 0
+
+    monkeypatch.setattr(subprocess, 'run', lambda argv, cwd=None, **kw: calls.append((argv, cwd)) or Done())
+    work = str(tmp_path / 'runs')
+    os.mkdir(work)
+    filters = ['--table', '4', '--scenario', 'resnet', '--b', '2', '--workdir', work]
+    out = _main(capsys, *filters)
+    script = os.path.join(ROOT, 'train_cifar.py')
+    assert EXAMPLE.replace('python train_cifar.py', 'python ' + script) in _commands(out)
+    assert R.main(filters + ['--run', '--data-dir', '/data/cifar']) == 0
+    assert len(calls) == 7 and all(a[1] == script and cwd == work for a, cwd in calls)
+    assert R.main(filters + ['--script', str(tmp_path / 'run.sh')]) == 0
+    assert 'cd %s\n' % work in (tmp_path / 'run.sh').read_text()
+    with pytest.raises(AFFError, match='is not a folder'):
+        R.main(filters[:-1] + [str(tmp_path / 'missing'), '--run', '--data-dir', '/data/cifar'])
+    monkeypatch.setattr(R.paths, 'CHECKOUT', False)      # installed: the current directory
+    monkeypatch.chdir(work)
+    assert R.default_workdir() == work and R.script_ref('train_cifar.py') == script
+
 def test_list_contains_every_cell_once(capsys):
     out = _main(capsys, '--list')
     rows = [[x.strip() for x in line.strip('|').split('|')] for line in out.splitlines()[2:]]

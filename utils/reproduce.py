@@ -19,6 +19,11 @@ to one command and one output directory, named after the first table in :data:`R
 ``# not runnable yet: <reason>``;
 cells that are no training result (Table S2, other papers' rows of Table 5, parameter counts) print
 ``# no command: <reason>``.
+
+Where the commands run (``--workdir``; their ``logs/`` and ``params/`` go under it): the repository root
+in a checkout, where they name the scripts bare (``python train_cifar.py ...``); in an installed
+package (``pip install .``) the current directory, and they name the installed scripts by their path
+(``python /.../site-packages/train_cifar.py ...``, utils.paths).
 """
 import argparse
 import os
@@ -29,9 +34,11 @@ import sys
 
 from net.errors import AFFError
 from utils import paper_tables as PT
+from utils import paths
 from utils.cli import run_main
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: the folder with the training scripts (the checkout, or site-packages when installed)
+ROOT = paths.PACKAGE_ROOT
 
 #: the table whose name the shared output directory of a run carries, first match wins
 RUN_PRECEDENCE = ('4', '3', 'S1', '5', 'released', 'HEAD-README')
@@ -50,9 +57,21 @@ _SHORT = re.compile(r'^(?:cifar|stopsign)_([a-z0-9]+)_(?:inception_|fpn_)?resnet
 
 
 # --------------------------------------------------------------------------- what runs
+def default_workdir():
+    """Where the commands run by default: the repository root of a checkout, else the current
+    directory (an installed package must not write its runs into site-packages)."""
+    return ROOT if paths.CHECKOUT else os.getcwd()
+
+
+def script_ref(script, workdir=None):
+    """How a command that runs in ``workdir`` names ``script``: bare in :data:`ROOT`, else by path."""
+    workdir = default_workdir() if workdir is None else workdir
+    return script if os.path.abspath(workdir) == ROOT else os.path.join(ROOT, script)
+
+
 def script_status(script):
     """``(ready, reason)``: a training script is ready when it exists and is not a stub."""
-    path = os.path.join(ROOT, script)
+    path = paths.script(script)
     if not os.path.isfile(path):
         return False, '%s does not exist yet' % script
     with open(path, encoding='utf-8') as f:
@@ -105,16 +124,17 @@ DATA_FLAGS = {'train_cifar.py': ('--data-dir', 'DATA', 'the folder with the CIFA
 
 
 def command(cell, seed=0, data_dir='DATA', imagenet_dir='IMAGENET', stopsign_dir='STOPSIGN',
-            coco_root=None):
+            coco_root=None, workdir=None):
     """The argv (starting with ``python``) that trains the run behind ``cell``; None if none.
     Each script gets its own data folder (``data_dir``: CIFAR; ``imagenet_dir``: RecordIO files
-    under ``rec/``; ``stopsign_dir``: the StopSign cache, built from ``coco_root`` if given)."""
+    under ``rec/``; ``stopsign_dir``: the StopSign cache, built from ``coco_root`` if given); the
+    command runs in ``workdir`` (default :func:`default_workdir`, see :func:`script_ref`)."""
     key = run_key(cell)
     if key is None:
         return None
     script = key[0]
     d = run_dir(cell, seed)
-    argv = ['python', script, '--recipe', cell.recipe, '--model', cell.model]
+    argv = ['python', script_ref(script, workdir), '--recipe', cell.recipe, '--model', cell.model]
     if script == 'train_cifar.py':
         argv += ['--dataset', cell.dataset, '--label-mode', cell.label_mode, '--classes', '100',
                  '--seed', str(seed), '--data-dir', data_dir, '--logging-dir', 'logs/' + d,
@@ -213,7 +233,7 @@ class Plan:
 
 def plans(selected, seed=0, **dirs):
     """Group the selected cells by training run, in first-appearance order (``dirs``: the data
-    folders of :func:`command`)."""
+    folders and the ``workdir`` of :func:`command`)."""
     out, by_key = [], {}
     for c in selected:
         kind, reason = status(c)
@@ -228,7 +248,7 @@ def plans(selected, seed=0, **dirs):
     return out
 
 
-def script_text(selected_plans, argv_text):
+def script_text(selected_plans, argv_text, workdir=None):
     runs = [p for p in selected_plans if p.kind == 'run']
     n_cells = sum(len(p.cells) for p in selected_plans)
     lines = ['#!/usr/bin/env bash',
@@ -236,9 +256,10 @@ def script_text(selected_plans, argv_text):
              '# %d training commands for %d cells; %d cells without a runnable command '
              '(commented).' % (len(runs), n_cells,
                                sum(len(p.cells) for p in selected_plans if p.kind != 'run')),
-             '# Runs from the repository root with the `python` on PATH (activate .venv first).',
+             '# Runs in the folder of the `cd` below with the `python` on PATH (activate the '
+             'venv, e.g. .venv, first).',
              'set -euo pipefail',
-             'cd %s' % shlex.quote(ROOT), '']
+             'cd %s' % shlex.quote(default_workdir() if workdir is None else workdir), '']
     for p in selected_plans:
         lines += p.lines() + ['']
     return '\n'.join(lines)
@@ -269,6 +290,10 @@ def build_parser():
     p.add_argument('--coco-root', default=None, help='COCO 2017 copy the StopSign cache is built '
                    'from on the first train_seg.py run')
     p.add_argument('--script', metavar='FILE', help='write the commands as a bash script')
+    p.add_argument('--workdir', metavar='DIR', default=None,
+                   help='the folder the commands run in; their logs/ and params/ go under it '
+                   '(default: the repository root in a checkout, the current directory when the '
+                   'package is installed)')
     mode = p.add_mutually_exclusive_group()
     mode.add_argument('--dry-run', action='store_true', help='print the commands (the default)')
     mode.add_argument('--run', action='store_true',
@@ -307,11 +332,12 @@ def main(argv=None):
     if args.list:
         print(list_text(selected))
         return 0
+    workdir = os.path.abspath(args.workdir) if args.workdir else default_workdir()
     ps = plans(selected, seed=args.seed, data_dir=args.data_dir, imagenet_dir=args.imagenet_dir,
-               stopsign_dir=args.stopsign_dir, coco_root=args.coco_root)
+               stopsign_dir=args.stopsign_dir, coco_root=args.coco_root, workdir=workdir)
     if args.script:
         with open(args.script, 'w') as f:
-            f.write(script_text(ps, ' '.join(shlex.quote(a) for a in argv)))
+            f.write(script_text(ps, ' '.join(shlex.quote(a) for a in argv), workdir))
         os.chmod(args.script, 0o755)
     runs = [p for p in ps if p.kind == 'run']
     if not args.run:
@@ -321,19 +347,21 @@ def main(argv=None):
         else:
             print('\n\n'.join('\n'.join(p.lines()) for p in ps))
         return 0
-    for script in sorted(set(p.argv[1] for p in runs)):
+    if not os.path.isdir(workdir):
+        raise AFFError('--workdir %s is not a folder' % workdir)
+    for script in sorted(set(os.path.basename(p.argv[1]) for p in runs)):
         flag, placeholder, what = DATA_FLAGS[script]
         given = getattr(args, flag[2:].replace('-', '_'))
-        if given == placeholder and not os.path.isdir(os.path.join(ROOT, placeholder)):
+        if given == placeholder and not os.path.isdir(os.path.join(workdir, placeholder)):
             raise AFFError('--run needs %s DIR for the %s commands: %s is only a placeholder (%s)'
                            % (flag, script, placeholder, what))
     skipped = sum(len(p.cells) for p in ps if p.kind != 'run')
     print('reproduce: running %d training commands for %d cells (%d cells without a runnable '
-          'command skipped), in %s' % (len(runs), len(selected) - skipped, skipped, ROOT),
+          'command skipped), in %s' % (len(runs), len(selected) - skipped, skipped, workdir),
           flush=True)
     for i, p in enumerate(runs, 1):
         print('[%d/%d] %s' % (i, len(runs), p.text), flush=True)
-        rc = subprocess.run([sys.executable] + p.argv[1:], cwd=ROOT).returncode
+        rc = subprocess.run([sys.executable] + p.argv[1:], cwd=workdir).returncode
         if rc:
             print('reproduce: command %d of %d failed (exit %d); stopping' % (i, len(runs), rc),
                   file=sys.stderr)

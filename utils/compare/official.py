@@ -9,16 +9,16 @@ import os
 import re
 from dataclasses import dataclass
 
-from utils import metafile
+from utils import metafile, paths
 from utils.compare.curves import best_of, values_of
 from utils.logs import parse_log
 
 __all__ = ['OfficialLog', 'OFFICIAL_LOGS', 'BUNDLED_OFFICIAL', 'default_official_root',
            'official_roots', 'find_official', 'entry_segment', 'OfficialResult', 'load_official', 'official_entry']
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-#: the official logs this repository ships (gzip copies, official relative paths)
-BUNDLED_OFFICIAL = os.path.join(ROOT, 'tests', 'data', 'official_logs')
+#: the official logs this repository ships (gzip copies, official relative paths; installed with
+#: the package)
+BUNDLED_OFFICIAL = paths.OFFICIAL_LOGS
 
 
 @dataclass(frozen=True)

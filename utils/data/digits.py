@@ -22,6 +22,8 @@ import functools
 
 import numpy as np
 
+from net.errors import import_extra
+
 N_DIGITS = 1797
 NUM_CLASSES = 10
 TEST_SIZE = 0.25
@@ -41,9 +43,13 @@ def upsample32(grey8):
     return np.repeat(scaled[..., None], 3, axis=3)
 
 
+def _sklearn(module):
+    return import_extra(module, 'scikit-learn', 'demo', 'the digits data set (--dataset digits)')
+
+
 def split_indices():
     """(train indices, test indices) of the fixed stratified split, each sorted ascending."""
-    from sklearn.model_selection import train_test_split
+    train_test_split = _sklearn('sklearn.model_selection').train_test_split
     target = _raw()[1]
     train, test = train_test_split(np.arange(N_DIGITS), test_size=TEST_SIZE, stratify=target,
                                    random_state=SPLIT_SEED)
@@ -52,8 +58,7 @@ def split_indices():
 
 @functools.lru_cache(maxsize=1)
 def _raw():
-    from sklearn.datasets import load_digits
-    bunch = load_digits()
+    bunch = _sklearn('sklearn.datasets').load_digits()
     return bunch.images, bunch.target
 
 

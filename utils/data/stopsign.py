@@ -37,6 +37,8 @@ import numpy as np
 from gluoncv.data.segbase import SegmentationDataset
 from PIL import Image
 
+from net.errors import import_extra
+
 from .cifar import DataError
 
 __all__ = ['STOP_SIGN_ID', 'STOPSIGN_MEAN', 'STOPSIGN_STD', 'coco_paths', 'build_stopsign',
@@ -80,7 +82,8 @@ def coco_paths(coco_root, split):
 
 
 def _load_coco(ann_path):
-    from pycocotools.coco import COCO
+    COCO = import_extra('pycocotools.coco', 'pycocotools', 'coco',
+                        'building the StopSign cache from COCO (--coco-root)').COCO
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
         try:
             return COCO(ann_path)
