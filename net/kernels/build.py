@@ -123,10 +123,10 @@ def build(force=False, lib=LIB_PATH):
     """Compile unless up to date; returns (path, seconds or None when nothing was compiled)."""
     if platform.machine() not in ('x86_64', 'AMD64'):
         raise BuildError('x86-64 only (this machine is %s)' % platform.machine())
-    cxx = compiler()
     _, include, glue, _ = mxnet_files()
     if not force and up_to_date(lib):
         return lib, None
+    cxx = compiler()
     t0 = time.time()
     out_dir = os.path.dirname(lib)
     os.makedirs(out_dir, exist_ok=True)
