@@ -1,5 +1,7 @@
 # Plain GNU make. The only network use is pip fetching the pinned wheels of requirements.txt.
-#   make venv    .venv with the pinned stack (re-installs only when requirements.txt changed)
+#   make venv    .venv with the pinned stack (re-installs only when requirements.txt changed),
+#                then the fused AFF kernel when a C++ compiler is there (else one line says it is not built)
+#   make kernels the fused AFF/MS-CAM tail library alone (net/kernels/README.md)
 #   make test    the test suite                      (extra pytest flags: make test PYTEST_ARGS='-k bench')
 #   make demo    the quick start: trains an AFF network on the bundled digits (~2 min on 2 cores)
 #   make models  parameter table of the released models
@@ -17,9 +19,13 @@ PYTEST_ARGS ?=
 BENCH_MODEL ?= cifar_aff_resnet32
 BENCH_ARGS  ?= --batch-size 32 --warmup 2 --windows 3 --iters 3
 
-.PHONY: venv test demo models bench
+.PHONY: venv kernels test demo models bench
 
 venv: $(STAMP)
+	@$(PY) net/kernels/build.py --optional
+
+kernels: $(STAMP)
+	$(PY) net/kernels/build.py
 
 $(PY):
 	@py="$(PYTHON)"; \

@@ -27,6 +27,7 @@ fixtures through both.
 import mxnet as mx
 
 from . import fusion as _fu
+from . import kernels
 from .layers import GlobalAvgPool, GroupedConv2D, blocks, sigmoid
 
 __all__ = ['add_hw', 'apply', 'remove', 'rewritten', 'describe']
@@ -68,6 +69,38 @@ class _FastIAFF(_FastSelect):
         w1 = self._weight(F, x + y, self.local_att, self.global_att)
         w2 = self._weight(F, x + w1 * d, self.local_att2, self.global_att2)
         return x + w2 * d
+
+
+class _KernelAFF(_FastSelect):
+    """AFF-form tails (W = sigmoid(L (+) g), Z = s*(W*Y + (1-W)*X)) through the fused operator."""
+    fused_kernel = True
+    tail_scale = 2
+
+    def hybrid_forward(self, F, x, y):
+        t = x + y
+        return kernels.select(F, x, y, self.local_att(t), self.global_att(t), self.tail_scale)
+
+
+class _KernelIAFF(_FastSelect):
+    fused_kernel = True
+
+    def hybrid_forward(self, F, x, y):
+        t = x + y
+        i = kernels.select(F, x, y, self.local_att(t), self.global_att(t), 1)
+        return kernels.select(F, x, y, self.local_att2(i), self.global_att2(i), 1)
+
+
+class _KernelMSCAM(_FastSelect):
+    fused_kernel = True
+
+    def hybrid_forward(self, F, x):
+        return kernels.mscam(F, x, self.local_att(x), self.global_att(x))
+
+
+#: modules whose tail is the fused operator's form (L full-size, g pooled), -> the kernel class
+_KERNEL_TAILS = ((_fu.IAFF, _KernelIAFF), (_fu.MSCAM, _KernelMSCAM),
+                 (_fu.AFFSingleLayer, _KernelAFF), (_fu.AFF, _KernelAFF),
+                 (_fu.DepthwiseAFF, _KernelAFF), (_fu.ReLUAFF, _KernelAFF))
 
 
 class _FastHalfAFF(_FastSelect):
@@ -122,11 +155,15 @@ def _fast_class(cls, mixin):
     return _CLASSES[key]
 
 
-def _rewrite_of(block, training):
+def _rewrite_of(block, training, fused):
     """The speed-layer class for ``block``, or None."""
     cls = type(block)
     if getattr(cls, 'cpu_speed', False):
         return None
+    if fused:
+        for official, kernel_cls in _KERNEL_TAILS:
+            if type(block) is official:     # exactly: subclasses may change the branches
+                return _fast_class(cls, kernel_cls)
     if isinstance(block, _fu.IAFF):
         return _fast_class(cls, _FastIAFF)
     if isinstance(block, _fu.HalfAFF):
@@ -164,25 +201,36 @@ def describe(block):
     return out
 
 
-def apply(block, ctx, training=True):
+def apply(block, ctx, training=True, fused=True):
     """Rewrite ``block`` for the CPU when every context of ``ctx`` (a Context or a list) is a CPU;
     returns one sentence for the log.  ``training``: also the training-only rewrites (mean pooling,
-    plain-layout grouped convs).  Call before hybridizing; idempotent; a second call with
-    ``training=False`` first removes the training-only rewrites."""
+    plain-layout grouped convs).  ``fused``: the AFF / iAFF / MS-CAM tails through the fused C++
+    operator (:mod:`net.kernels`) when it is built, loaded and allowed (:func:`net.kernels.may_fuse`:
+    no parameter with ``grad_req='add'``, no ``MXNET_EXEC_ENABLE_ADDTO``) -- else the pure path, and
+    the sentence says why.  Call before hybridizing and again after changing a ``grad_req``;
+    idempotent; a second call with ``training=False`` first removes the training-only rewrites."""
     ctx = ctx if isinstance(ctx, (list, tuple)) else [ctx]
     if not all(isinstance(c, mx.Context) and c.device_type == 'cpu' for c in ctx):
         n = remove(block)
         return ('GPU context: the official module structure%s (MXNet\'s own pointwise fusion: '
                 'MXNET_USE_FUSION=1, its default)' % (' (%d CPU rewrites removed)' % n if n else ''))
-    for b in rewritten(block):
-        if not training and not isinstance(b, _fu._Fusion):
+    kernel = kernels.may_fuse(block.collect_params()) if fused else None
+    for b in rewritten(block):      # the kernel choice and the training rewrites may change
+        if isinstance(b, _fu._Fusion) or not training:
             b.__class__ = type(b)._official_class
     for b in blocks(block):
-        cls = _rewrite_of(b, training)
+        cls = _rewrite_of(b, training, bool(kernel))
         if cls is not None:
             b.__class__ = cls
     counts = describe(block)
     if not counts:
         return 'CPU speed layer: nothing to rewrite'
-    return 'CPU speed layer (net.cpu_speed): ' + ', '.join(
-        '%d %s' % (n, kind) for kind, n in sorted(counts.items()))
+    n_kernel = sum(1 for b in rewritten(block) if getattr(type(b), 'fused_kernel', False))
+    if kernel is None:
+        how = 'fused kernel not asked for'
+    elif kernel:
+        how = 'fused kernel on %d tail(s): %s' % (n_kernel, kernel.reason)
+    else:
+        how = 'fused kernel off, pure path: %s' % kernel.reason
+    return 'CPU speed layer (net.cpu_speed): %s; %s' % (', '.join(
+        '%d %s' % (n, kind) for kind, n in sorted(counts.items())), how)

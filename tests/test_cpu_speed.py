@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import mxnet as mx
 import numpy as np
@@ -12,7 +13,7 @@ from mxnet.gluon import nn
 
 import net
 from conftest import ROOT, rel_err
-from net import cpu_speed, fusion
+from net import cpu_speed, fusion, kernels
 from net.layers import GlobalAvgPool, GroupedConv2D, blocks
 from utils import train as T
 
@@ -72,13 +73,28 @@ def _ops(block, inputs):
     return [n['op'] for n in json.loads(block._cached_graph[1].tojson())['nodes']]
 
 
+KERNEL = kernels.load()
+needs_kernel = pytest.mark.skipif(not KERNEL, reason='the fused kernel is not usable here: %s'
+                                  % KERNEL.reason)
+#: the fusions whose tail the fused operator computes
+KERNEL_TAILS = {fusion.AFF, fusion.IAFF, fusion.MSCAM, fusion.AFFSingleLayer, fusion.DepthwiseAFF,
+                fusion.ReLUAFF}
+PATHS = [pytest.param(False, id='pure'), pytest.param(True, id='kernel', marks=needs_kernel)]
+
+
+@pytest.mark.parametrize('fused', PATHS)
 @pytest.mark.parametrize('cls', REWRITTEN, ids=lambda c: c.__name__)
-def test_every_rewritten_fusion_computes_the_official_function(cls, seeded):
+def test_every_rewritten_fusion_computes_the_official_function(cls, fused, seeded):
+    if fused and cls not in KERNEL_TAILS:
+        pytest.skip('no fused tail for %s' % cls.__name__)
     official, fast = _twins(lambda: _Wrap(cls))
     x, y = mx.nd.random.normal(shape=(2, 16, 6, 6)), mx.nd.random.normal(shape=(2, 16, 6, 6))
     _copy(official, fast, x, y)
-    assert cpu_speed.apply(fast, mx.cpu()).startswith('CPU speed layer (net.cpu_speed): 1 fusion')
+    note = cpu_speed.apply(fast, mx.cpu(), fused=fused)
+    assert note.startswith('CPU speed layer (net.cpu_speed): 1 fusion')
+    assert ('fused kernel on 1 tail(s)' in note) is fused
     assert type(fast.f).__name__ == 'CPU' + cls.__name__ and type(official.f) is cls
+    assert getattr(type(fast.f), 'fused_kernel', False) is fused
     head = mx.nd.random.normal(shape=(2, 16, 6, 6))
     if cls is fusion.HalfAFF:
         # the official Half-AFF's backward dies in oneDNN (SIGFPE, see the last test): forward only;
@@ -119,9 +135,41 @@ def test_the_eq3_sum_is_add_hw_only_in_the_speed_layer(cls, dot):
     x = mx.nd.random.uniform(shape=(2, 8, 4, 4))
     official = _ops(block, [x, x])
     assert 'dot' not in official and 'broadcast_add' in official
-    cpu_speed.apply(block, mx.cpu())
+    cpu_speed.apply(block, mx.cpu(), fused=False)
     fast = _ops(block, [x, x])
     assert ('dot' in fast) is dot and ('broadcast_add' in fast) is not dot
+
+
+@needs_kernel
+@pytest.mark.parametrize('cls,op,n', [(fusion.AFF, 'aff_tail', 1), (fusion.IAFF, 'aff_tail', 2),
+                                      (fusion.MSCAM, 'mscam_tail', 1),
+                                      (fusion.GlobalGlobal, 'aff_tail', 0)])
+def test_the_kernel_replaces_the_tail_in_the_graph(cls, op, n):
+    block = _Wrap(cls, 8)
+    block.initialize()
+    x = mx.nd.random.uniform(shape=(2, 8, 4, 4))
+    cpu_speed.apply(block, mx.cpu())
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)     # MS-CAM's wrapper ignores its y
+        ops = _ops(block, [x, x])
+    assert ops.count(op) == n
+    assert ('dot' in ops or 'broadcast_add' in ops) is (n == 0)     # no pure (+) left beside it
+
+
+@needs_kernel
+def test_the_kernel_is_refused_for_accumulated_gradients_and_said():
+    """grad_req='add' (gradient accumulation): lib_api operators overwrite their input gradients,
+    so the speed layer takes the pure path and the sentence says why."""
+    model = net.get_model('cifar_aff_resnet20_b1', classes=10)
+    model.initialize()
+    for p in model.collect_params().values():
+        p.grad_req = 'add'
+    note = cpu_speed.apply(model, mx.cpu())
+    assert "fused kernel off, pure path: parameter" in note and "grad_req 'add'" in note
+    assert not any(getattr(type(b), 'fused_kernel', False) for b in cpu_speed.rewritten(model))
+    for p in model.collect_params().values():
+        p.grad_req = 'write'
+    assert 'fused kernel on 3 tail(s)' in cpu_speed.apply(model, mx.cpu())
 
 
 @pytest.mark.parametrize('shape', [(3, 5, 4, 6), (2, 8, 1, 1)])
@@ -186,10 +234,10 @@ def test_grouped_conv_layout_copies_only_for_slow_group_widths(groups, copies, s
 def test_a_network_is_counted_rewritten_and_restored():
     model = net.get_model('cifar_iaff_resnet20_b1', classes=10)
     # 3 iAFF blocks, each with two pooled global branches, and the head's pooling
-    assert cpu_speed.apply(model, [mx.cpu(0), mx.cpu(1)]) == \
-        'CPU speed layer (net.cpu_speed): 3 fusion, 7 mean pooling'
-    assert cpu_speed.apply(model, mx.cpu(), training=False) == \
-        'CPU speed layer (net.cpu_speed): 3 fusion'
+    assert cpu_speed.apply(model, [mx.cpu(0), mx.cpu(1)], fused=False) == \
+        'CPU speed layer (net.cpu_speed): 3 fusion, 7 mean pooling; fused kernel not asked for'
+    assert cpu_speed.apply(model, mx.cpu(), training=False).startswith(
+        'CPU speed layer (net.cpu_speed): 3 fusion; fused kernel ')
     assert cpu_speed.remove(model) == 3 and cpu_speed.rewritten(model) == []
     resnext = net.get_model('cifar_aff_resnext38_32x4d', classes=10)
     # 3 stages x 4 blocks of group widths 4, 8, 16: the first two stages get the copies
@@ -225,8 +273,8 @@ def test_gpu_contexts_get_exactly_the_official_structure():
 def test_cpu_training_hybridization_applies_the_speed_layer():
     model = net.get_model('cifar_aff_resnext38_32x4d', classes=10)
     note = T.hybridize_for_training(model, [mx.cpu()])
-    assert note.endswith('CPU speed layer (net.cpu_speed): 12 fusion, 13 mean pooling, '
-                         '8 plain-layout grouped conv')
+    assert 'CPU speed layer (net.cpu_speed): 12 fusion, 13 mean pooling, 8 plain-layout ' \
+        'grouped conv; fused kernel ' in note
     assert dict(model._flags).get('static_shape', False) is False
 
 
@@ -248,8 +296,8 @@ def test_inference_path_matches_the_official_network(name, seeded):
         assert note.startswith('inference: oneDNN graph optimisation failed (') and 'Cannot find arg' in note
         assert note.endswith('hybridized with static_alloc only; CPU speed layer: nothing to rewrite')
     else:
-        assert note == ('inference: oneDNN graph optimisation (optimize_for MKLDNN), static_alloc; '
-                        'CPU speed layer (net.cpu_speed): 3 fusion')
+        assert note.startswith('inference: oneDNN graph optimisation (optimize_for MKLDNN), '
+                               'static_alloc; CPU speed layer (net.cpu_speed): 3 fusion; ')
     assert rel_err(fused(x).asnumpy(), base(x).asnumpy()) <= 2e-5
     x5 = mx.nd.random.uniform(shape=(5, 3, 32, 32))
     assert rel_err(fused(x5).asnumpy(), base(x5).asnumpy()) <= 2e-5

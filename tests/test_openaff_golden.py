@@ -122,13 +122,24 @@ def test_fixture_hybridized(name):
     _check_outputs(_official_fixture_net(name), name, hybridize=True)
 
 
+def _kernel_reason():
+    from net import kernels
+    status = kernels.load()
+    return None if status else status.reason
+
+
+@pytest.mark.parametrize('fused', [False, True], ids=['pure', 'kernel'])
 @pytest.mark.parametrize('name', FIXTURES)
-def test_fixture_through_the_cpu_speed_layer(name):
+def test_fixture_through_the_cpu_speed_layer(name, fused):
     """The official networks rewritten by net.cpu_speed (training rewrites, static_alloc as the
-    scripts hybridize on the CPU) give the official outputs, inference and training mode."""
+    scripts hybridize on the CPU), with the pure tails and with the fused kernel, give the
+    official outputs, inference and training mode."""
     from net import cpu_speed
+    if fused and _kernel_reason():
+        pytest.skip('the fused kernel is not usable here: %s' % _kernel_reason())
     model = _official_fixture_net(name)
-    assert cpu_speed.apply(model, mx.cpu(), training=True).startswith('CPU speed layer (')
+    note = cpu_speed.apply(model, mx.cpu(), training=True, fused=fused)
+    assert note.startswith('CPU speed layer (')
     _check_outputs(model, name, hybridize=True, static_shape=False)
 
 
