@@ -30,7 +30,7 @@ from utils.engine import (Classification, Engine, count_params, open_run_logs,  
                           probe_writable, start_from)
 from utils.recipes import CIFAR_RECIPES, resolve  # noqa: E402
 
-#: 806562e ``--model`` values (spec §2.5) -> (blocks per stage)
+#: 806562e ``--model`` values (docs/official-code.md §2.5) -> (blocks per stage)
 PAPER_RESNEXT = {'resnext29_32x4d': 3, 'resnext38_32x4d': 4, 'resnext47_32x4d': 5,
                  'se_resnext38_32x4d': 4}
 
@@ -112,7 +112,7 @@ def build_parser():
 
 # --------------------------------------------------------------------------- the network
 def model_name(args):
-    """The official file/log stem (spec §3.4) or ``<dataset>-<registry name>``."""
+    """The official file/log stem (docs/official-code.md §3.4) or ``<dataset>-<registry name>``."""
     if args.model == 'resnet':
         return '%s-%s-resnet-%d-c-%d-s-%d' % (args.dataset, args.askc_type, 6 * args.blocks + 2,
                                              args.channel_times, args.start_layer)

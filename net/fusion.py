@@ -15,7 +15,7 @@ reproduce the official code exactly, including its quirks:
   ``W = M(X (+) Y)`` and returns ``W*Y + (1-W)*X`` -- the same family with M <-> 1-M, which
   matters when transplanting weights or plotting "fusion weights";
 * **factor 2** in AFF (``ASKCFuse``) and every 806562e selection module built on it, but
-  **not** in iAFF (``ResGlobLocaforGlobLocaChaFuse``) nor in Recursive AFF (spec §1.1);
+  **not** in iAFF (``ResGlobLocaforGlobLocaChaFuse``) nor in Recursive AFF (docs/official-code.md §1.1);
 * **reduction ratio**: ``inter = channels // r`` (floor).  The CIFAR blocks build modules
   with the class default r = 4, the ImageNet blocks pass r = 16.  The MS-GAU / MS-SE / MS-SA
   modules and the 1-layer AFF have C->C single-layer branches (no bottleneck), which have
@@ -691,7 +691,7 @@ OFFICIAL_FUSIONS.update({'ResGlobLocaforGlobLocaChaFuse': IAFF, 'DirectAddFuse':
                          'AYforXplusYAddFuse': MSGAU, 'XplusAYforYAddFuse': MSSE,
                          'AXYforXplusYAddFuse': MSSA, 'AXYforXYAddFuse': MSModulatedSum})
 
-#: official modes that exist but cannot build (spec §1.4)
+#: official modes that exist but cannot build (docs/official-code.md §1.4)
 BROKEN_FUSIONS = {
     'twoconcataskc': 'TwoConcatASKC is broken in the official code (it concatenates an HxW local '
                      'map with a 1x1 global map, and two children share one prefix); use '

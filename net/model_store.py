@@ -9,7 +9,7 @@ the official repository (the part after ``params/``), in these directories, in o
 4. ``$MXNET_HOME/models``, else ``~/.mxnet/models``.
 
 A missing file raises :class:`~net.errors.CheckpointError` with the exact download URL.  Every
-file found through the table is verified against its git blob SHA-1 (spec §3.6) before it is
+file found through the table is verified against its git blob SHA-1 (docs/official-code.md §3.6) before it is
 loaded; ``git hash-object FILE`` prints the same hash.
 
 >>> import net
@@ -97,7 +97,7 @@ _X47 = 'ASKCFuse-resneXt-47-32x4-c-4-s-1'
 _IMAGENET_NOTE = ('240 epochs, 4 GPUs x 128, mixup + label smoothing + no_wd, trained in '
                   'float16 (BatchNorm in float32)')
 
-#: The 9 checkpoint files of open-aff HEAD (spec §3.4, hashes §3.6); one default per model.
+#: The 9 checkpoint files of open-aff HEAD (docs/official-code.md §3.4, hashes §3.6); one default per model.
 RELEASED = (
     _cifar('cifar_aff_resnet32', 'fine', 'AFF-ResNet-32',
            '0.8357-cifar100-%s-best.params' % _R32,

@@ -162,14 +162,15 @@ def test_models_table_gives_the_official_aff_resnet32_counts():
     assert res.returncode == 0, res.stderr
     rows = [ln for ln in res.stdout.splitlines() if ln.startswith("cifar_aff_resnet32 ")]
     assert rows, res.stdout
-    for row in rows:  # spec §2.7: 523 tensors, total 7,917,456, trainable 7,897,156 (100 classes)
+    # docs/official-code.md §2.7: 523 tensors, total 7,917,456, trainable 7,897,156 (100 classes)
+    for row in rows:
         assert row.split()[1:7] == ["100", "523", "7.92", "7,917,456", "7.90", "7,897,156"], row
 
 
 def test_models_table_classes_option_and_markdown():
     res = run(["-m", "utils.models", "cifar_aff_resnet32", "--classes", "10", "--markdown"])
     assert res.returncode == 0, res.stderr
-    # spec §2.7: a 10-class head has 90 * (256 + 1) = 23,130 fewer parameters, all trainable
+    # docs/official-code.md §2.7: a 10-class head has 90 * (256 + 1) = 23,130 fewer parameters, all trainable
     assert "| cifar_aff_resnet32 | 10 | 523 | 7.89 | 7,894,326 | 7.87 | 7,874,026 |" in res.stdout, res.stdout
 
 

@@ -95,7 +95,7 @@ def test_every_imagenet_command_resolves_to_its_cell(seed, data_dir):
         d = R.run_dir(c, seed)
         assert args.save_dir == 'params/' + d
         assert args.logging_file == 'logs/%s/train_imagenet.log' % d
-        # Table 5's SOTA rows train with mixup, Table 3's ablation rows without (spec §4.6)
+        # Table 5's SOTA rows train with mixup, Table 3's ablation rows without (docs/official-code.md §4.6)
         assert args.mixup == (c.recipe in ('paper_sota', 'released')), c.key
         runs.add(R.run_key(c))
     # Table 3 (3 rows), Table 5 (4 of ours), the 4 released checkpoints (the README's 3 share)

@@ -1,7 +1,7 @@
 """Training machinery shared by the scripts, with the official open-aff semantics.
 
 * :func:`lr_schedule` -- per-iteration learning rate from GluonCV's ``LRScheduler`` /
-  ``LRSequential`` (spec §4.4), including the official "decay epochs shifted by the warmup
+  ``LRSequential`` (docs/official-code.md §4.4), including the official "decay epochs shifted by the warmup
   length" of the HEAD CIFAR script;
 * :func:`mixup` and :func:`smooth_one_hot` -- targets as the official scripts build them;
 * :func:`make_trainer` -- NAG with ``--no-wd`` (BatchNorm gamma/beta and biases exempt);
