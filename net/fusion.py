@@ -741,6 +741,11 @@ def canonical_fusion(name):
                            shown=['paper names: ' + ' '.join(PAPER_FUSIONS)]) from None
 
 
+#: the paper's three scenarios (Fig. 3), under their names and the spellings of utils.reproduce
+SCENARIOS = {'short': 'short', 'resnet': 'short', 'long': 'long', 'fpn': 'long',
+             'same': 'same', 'inception': 'same'}
+
+
 def get_fusion(name, channels, r=None, scenario='short', **kwargs):
     """Build the fusion ``name`` for ``channels`` feature maps.
 
@@ -748,12 +753,20 @@ def get_fusion(name, channels, r=None, scenario='short', **kwargs):
     an official mode string (``'ASKCFuse'``, ``'ResGlobLocaforGlobLocaCha'`` ...), matched
     case-, space- and punctuation-insensitively.  ``r``: reduction ratio; ``None`` keeps the
     module's default (4), as the official CIFAR block does; modules without r ignore it.
-    ``scenario``: ``'short'`` (residual blocks); the same-layer and long-skip variants
-    register their own tables here when they exist.
+    ``scenario`` (:data:`SCENARIOS`): ``'short'`` (``'resnet'``, the default) -- a residual
+    block's fusion, called ``fusion(X = identity, Y = residual branch)``; ``'long'``
+    (``'fpn'``) -- the same modules, called ``fusion(X = low-level, Y = upsampled high-level)``
+    as :class:`net.fpn.FPNLevel` does; ``'same'`` (``'inception'``) -- the same-layer module
+    fusing an Inception module's 3x3 (X) and 5x5 (Y) branches,
+    :func:`net.inception.same_layer_fusion` (the Table 3/4 rows and SKNet only).
     """
-    if scenario != 'short':
-        raise AFFError('fusion scenario %r is not available yet; only short-skip (residual '
-                       'block) fusion is implemented' % scenario)
+    kind = SCENARIOS.get(str(scenario).lower())
+    if kind is None:
+        raise AFFError('unknown fusion scenario %r; use short (residual blocks), long (FPN '
+                       'levels) or same (Inception branches)' % (scenario,))
+    if kind == 'same':
+        from .inception import same_layer_fusion
+        return same_layer_fusion(name, channels, r=r, **kwargs)
     cls = canonical_fusion(name)
     if r is not None:
         kwargs['r'] = r

@@ -316,9 +316,19 @@ def test_broken_official_mode_is_refused_with_a_reason():
         net.get_fusion('TwoConcatASKC', 16)
 
 
-def test_other_scenarios_are_announced_not_faked():
+def test_every_scenario_builds_its_own_module():
+    """short and long skips share the modules of net.fusion; the same layer has its own."""
+    from net.inception import SameLayerAFF, same_layer_fusion
+    assert type(net.get_fusion('aff', 16)) is type(net.get_fusion('aff', 16, scenario='fpn')) \
+        is type(net.get_fusion('ASKCFuse', 16, scenario='long')) is net.fusion.AFF
+    for scenario in ('same', 'inception'):
+        block = net.get_fusion('aff', 16, scenario=scenario)
+        assert type(block) is SameLayerAFF is type(same_layer_fusion('aff', 16))
+    assert type(net.get_fusion('msgau', 16, scenario='same')) is net.fusion.MSGAU
+    with pytest.raises(AFFError, match='no same-layer'):
+        net.get_fusion('halfaff', 16, scenario='same')
     with pytest.raises(AFFError, match='scenario'):
-        net.get_fusion('aff', 16, scenario='fpn')
+        net.get_fusion('aff', 16, scenario='sideways')
 
 
 def test_fusion_backward_reaches_both_inputs():
