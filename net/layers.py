@@ -30,7 +30,7 @@ def set_train_path(block, fast):
 
 def sigmoid(F, x):
     """The logistic function as the official ``nn.Activation('sigmoid')`` computes it (oneDNN's
-    eltwise kernel on the CPU; ``F.sigmoid`` is a much slower scalar loop, README pitfall 18)."""
+    eltwise kernel on the CPU; ``F.sigmoid`` is a much slower scalar loop, docs/pitfalls.md §6)."""
     return F.Activation(x, act_type='sigmoid')
 
 
@@ -55,7 +55,7 @@ class GlobalAvgPool(HybridBlock):
     global-average-pooling *backward* is pathologically slow on inputs that come out of oneDNN layers
     -- 35 % of the official-structure AFF-ResNet-20 b1 training step, and it slows the BatchNorm
     backward after it (``python -m utils.bench_profile --model cifar_aff_resnet20_b1 --baseline``;
-    README pitfall 16, docs/performance.md).
+    docs/pitfalls.md §4, docs/performance.md).
     Parameterless, so checkpoints do not see the swap.
     """
 
@@ -83,7 +83,7 @@ class GroupedConv2D(nn.Conv2D):
     output) is pathologically slow.  [conv1x1, BN, ReLU, this conv, BN, ReLU] forward + backward,
     32 groups: 16 x 128 x 32 x 32 (width 4) 374 -> 83 ms; 16 x 256 x 16 x 16 (width 8) 91 -> 21 ms,
     stride 2 from 32 x 32 302 -> 67 ms; widths 16 and 32 are not affected (the copies only cost
-    there).  README pitfall 19, docs/performance.md.  Inference after oneDNN folds the BatchNorm
+    there).  docs/pitfalls.md §7, docs/performance.md.  Inference after oneDNN folds the BatchNorm
     into the conv is not affected either, so inference switches it off (:func:`set_train_path`).
     Same function, no parameters added; ``in_channels`` must be given.
     """

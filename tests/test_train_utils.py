@@ -253,7 +253,7 @@ def test_static_alloc_is_exact_on_two_cpu_contexts_and_static_shape_is_not():
     ours = _two_context_trace(lambda m: T.hybridize_for_training(m, [mx.cpu(0), mx.cpu(1)]))
     np.testing.assert_array_equal(ours, plain)
     shaped = _two_context_trace(lambda m: m.hybridize(static_alloc=True, static_shape=True))
-    assert np.abs(shaped - plain).max() > 1e-4   # MXNet 1.9.1's problem (pitfall 13)
+    assert np.abs(shaped - plain).max() > 1e-4   # MXNet 1.9.1's problem (docs/pitfalls.md §1)
 
 
 def test_hybridize_for_training_on_gpus_switches_the_cpu_workarounds_off():

@@ -2,7 +2,7 @@
 
 Usage: python -m utils.bench --model NAME [--batch-size B] [--input-size S] [--json FILE] [...]
        python -m utils.bench [--models A,B,...] [--quick] [--no-data] [--json FILE]   (the suite)
-       python -m utils.bench --markdown FILE.json                                      (README table)
+       python -m utils.bench --markdown FILE.json                                      (the tables of docs/performance.md)
 
 The suite (no --model) measures, per model at its recipe's batch and input size: the BASELINE (the
 official module structure with every fast path off, `net.fusion.set_fast(block, False)`: the official
@@ -11,7 +11,7 @@ MXNet's Pooling operator, grouped convs as plain Conv2D; plain `hybridize()` for
 and the FAST path (the default modules: fewer-pass fusion formulas, the (+) as `net.layers.add_hw`,
 global average pooling as a mean, `net.layers.GlobalAvgPool`, grouped convs of group width 4/8 with
 plain-layout copies, `net.layers.GroupedConv2D`; training with plain hybridize (as the scripts did on the
-CPU when the records in docs/bench/ were measured; they now add static_alloc, README pitfall 13); inference through `utils.train.hybridize_for_inference`: Pooling again, grouped
+CPU when the records in docs/bench/ were measured; they now add static_alloc, docs/pitfalls.md §1); inference through `utils.train.hybridize_for_inference`: Pooling again, grouped
 convs without the copies, oneDNN `optimize_for` with conv+BN(+ReLU/+sum) folding and static_alloc; intermediate
 columns without optimize_for / static_alloc), windows interleaved so that both see the same
 load; each fusion's time overhead over its plain host next to its FLOPs overhead (utils.flops, MACs);
