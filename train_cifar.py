@@ -5,7 +5,8 @@ Every option of the official HEAD script keeps its name, default and meaning, so
 command lines run unchanged (``--model resnet --askc-type ASKCFuse --blocks 5 --channel-times 4
 --mixup --auto_aug --label-smoothing ...``).  Additions: ``--recipe``, ``--data-dir``,
 ``--label-mode``, ``--classes``, ``--era``, ``--init``, ``--seed``, ``--num-cpu-contexts``,
-``--skip-checksum``, ``--dataset digits``; ``--model`` also takes any registry name.
+``--optimizer``, ``--skip-checksum``, ``--dataset digits``; ``--model`` also takes any registry name.
+docs/cifar.md describes them.
 
 Quick start (no download, a few minutes on two CPU cores):
 
