@@ -5,7 +5,8 @@ Every option of the official HEAD script keeps its name, default and meaning, so
 command lines run unchanged (``--model resnet --askc-type ASKCFuse --blocks 5 --channel-times 4
 --mixup --auto_aug --label-smoothing ...``).  Additions: ``--recipe``, ``--data-dir``,
 ``--label-mode``, ``--classes``, ``--era``, ``--init``, ``--seed``, ``--num-cpu-contexts``,
-``--skip-checksum``, ``--dataset digits``; ``--model`` also takes any registry name.
+``--optimizer``, ``--skip-checksum``, ``--dataset digits``; ``--model`` also takes any registry name.
+docs/cifar.md describes them.
 
 Quick start (no download, a few minutes on two CPU cores):
 
@@ -30,7 +31,7 @@ from utils.engine import (Classification, Engine, count_params, open_run_logs,  
                           probe_writable, start_from)
 from utils.recipes import CIFAR_RECIPES, resolve  # noqa: E402
 
-#: 806562e ``--model`` values (spec §2.5) -> (blocks per stage)
+#: 806562e ``--model`` values (docs/official-code.md §2.5) -> (blocks per stage)
 PAPER_RESNEXT = {'resnext29_32x4d': 3, 'resnext38_32x4d': 4, 'resnext47_32x4d': 5,
                  'se_resnext38_32x4d': 4}
 
@@ -112,7 +113,7 @@ def build_parser():
 
 # --------------------------------------------------------------------------- the network
 def model_name(args):
-    """The official file/log stem (spec §3.4) or ``<dataset>-<registry name>``."""
+    """The official file/log stem (docs/official-code.md §3.4) or ``<dataset>-<registry name>``."""
     if args.model == 'resnet':
         return '%s-%s-resnet-%d-c-%d-s-%d' % (args.dataset, args.askc_type, 6 * args.blocks + 2,
                                              args.channel_times, args.start_layer)

@@ -4,10 +4,11 @@
 Every option of the official HEAD script keeps its name, default and meaning (``--model resnet
 --askc-type ASKCFuse --num-layer 50 --start-layer 3 --use-rec --mixup --label-smoothing --no-wd
 --last-gamma --dtype float16 ...``); ``--scenario ResNet|ResNeXt`` of the 806562e script is
-accepted too.  Additions: ``--recipe paper|released``, ``--era``, ``--eval``, ``--pretrained``,
-``--kv-store`` (including the parameter server: ``dist_sync``, ``dist_device_sync``,
-``dist_async``; start the processes with ``python -m utils.launch``), ``--seed``,
-``--num-cpu-contexts``; ``--model`` also takes any registry name.
+accepted too.  Additions: ``--recipe`` (official, paper, paper_sota, released, afinet, acmix),
+``--era``, ``--classes``, ``--eval``, ``--pretrained``, ``--kv-store`` (including the parameter
+server: ``dist_sync``, ``dist_device_sync``, ``dist_async``; start the processes with ``python -m
+utils.launch``), ``--seed``, ``--num-cpu-contexts``, ``--rec-verify``, ``--optimizer``; ``--model``
+also takes any registry name.  docs/imagenet.md describes them.
 
     python train_imagenet.py --eval --model aff_resnet50 --pretrained --use-rec --rec-val ...
 """

@@ -5,8 +5,8 @@ MXNet 1.9.1 starts one OpenMP thread per *physical* core it believes it has, whi
 a value, ``OMP_NUM_THREADS`` is set at the first import of :mod:`net` (or :mod:`utils`) to the
 cores that are usable *and idle*: MXNet's OpenMP threads meet at a barrier after every operator,
 and a thread that another process has descheduled makes every operator wait for it.  Measured
-(AFF-ResNet-20-b1 training step, batch 32, 2 vCPUs, median ms; ``utils/bench`` notes in the
-README): quiet 53 (1 thread) / 42 (2 threads); one busy process 56 / 77; two 71 / 198; four
+(AFF-ResNet-20-b1 training step, batch 32, 2 vCPUs, median ms; docs/performance.md,
+"CPU threads"): quiet 53 (1 thread) / 42 (2 threads); one busy process 56 / 77; two 71 / 198; four
 136 / 415.  ``OMP_WAIT_POLICY=PASSIVE`` or a lower ``GOMP_SPINCOUNT`` made both cases slower.
 The choice is made once, from a 0.2 s sample of ``/proc/stat``; :data:`THREADS_NOTE` says it.
 """

@@ -1,6 +1,6 @@
 """ACmix (Pan et al., "On the Integration of Self-Attention and Convolution", CVPR 2022) in Gluon.
 
-The operator follows the released ResNet operator as ../shared/reference/related-methods.md §2.2-2.3
+The operator follows the released ResNet operator as docs/related_methods.md §2.2-2.3
 describes it (no code copied): shared 1x1 projections q, k, v (stage I, with biases); a local-window
 self-attention path (window k_att, ``head`` heads, relative positional encoding from a 1x1 conv on a
 [-1, 1] coordinate grid: logits q.(k + pe_centre - pe_neighbour) * d^-1/2, supplement Eq. 1, reflection
@@ -11,7 +11,7 @@ and aggregate"); output rate1 * att + rate2 * conv with two learnable scalars (i
 ResNet-26/38/50-ACmix (supplement Table 2) = the torchvision-layout bottleneck ResNet whose 3x3 convs
 are ACmix(width, width, stride) with the released effective hyper-parameters k_att 7, head 4, k_conv 3
 (the released ``_make_layer`` names its arguments (rate, k, head) but they arrive in the right order:
-no behaviour change, §2.7).  Built from :class:`net.imagenet.ResNetV1bHost` (``era='paper'`` = 7x7 stem,
+no behaviour change, docs/related_methods.md §2.7).  Built from :class:`net.imagenet.ResNetV1bHost` (``era='paper'`` = 7x7 stem,
 strided 1x1 projections) with its ``conv`` hook.
 
 Released-code behaviour reproduced: the dep_conv bias is removed (the release assigns ``None``), the
@@ -19,12 +19,14 @@ two paths' output channel layouts differ (attention channel o = head o // d, con
 o // head) and are added as they are, weight decay applies to rate1/rate2, q/k/v are projected at the
 input resolution even for stride 2.  Choices: ``shift_init=True`` keeps the described shift
 initialisation of dep_conv (trainable); the released ResNet overwrote it with Kaiming-normal (fan_out)
-like every other conv -- pass ``shift_init=False`` and ``--init kaiming`` for that.  The dep_conv
+like every other conv -- ``shift_init=False`` leaves dep_conv to the network's initialiser
+(train_imagenet.py: MSRAPrelu, a Kaiming initialiser) for that.  The dep_conv
 padding is k_conv // 2 (the release hard-codes 1, the same for k_conv = 3).
 
 Parameter counts (trainable): ResNet-26/38/50-ACmix = 10,487,816 / 14,410,896 / 18,333,976, exactly
 the released code's.  The released README prints 10.6M / 14.6M / 18.6M: 81 * sum(C) more, one extra
-dep_conv-sized tensor per ACmix layer, cause unknown (§2.6); we match the code, not the README.
+dep_conv-sized tensor per ACmix layer, cause unknown (docs/related_methods.md §2.6); we match the
+code, not the README.
 
 Limits (as released): H and W even for a stride-2 layer; feature maps larger than 3 px per side
 (reflection padding by 3), so ImageNet nets need inputs >= 128 px; out_channels divisible by head.

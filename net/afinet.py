@@ -10,7 +10,7 @@ width, X^(i); R^(i) = AFI^(i)(...) has the same shape and the block's next convo
 concat([X^(i), R^(i)]) (X first).  Everything else is the backbone.
 
 Ambiguities, resolved by the reading that reproduces the published parameter counts exactly
-(../shared/reference/related-methods.md §1.4-1.5, §1.10; all counts trainable only):
+(docs/related_methods.md §1.4-1.5, §1.10; all counts trainable only):
 
 * A1 block 1 of every stage is the **unmodified** backbone block (Table 1 shows it halved, but only
   an unmodified block 1 reproduces Tables 2, 4 and 5);
@@ -162,7 +162,7 @@ class _Stage(HybridBlock):
 
 
 class AFICIFARResNet(HybridBlock):
-    """AFI-ResNet-(6N+2) for 32x32 inputs (AFINet Table 1, reading R1 of related-methods §1.4).
+    """AFI-ResNet-(6N+2) for 32x32 inputs (AFINet Table 1, reading R1 of docs/related_methods.md §1.4).
 
     ``features`` = [Conv3x3 16, BN, ReLU, stage1..3, GAP]; ``output`` = Dense(classes).  Stage widths
     16/32/64, strides 1/2/2, N blocks each.  ``afi``: False builds He et al.'s plain ResNet-(6N+2)
@@ -236,7 +236,7 @@ class _Bottleneck(HybridBlock):
 
 class AFIBottleneckNet(HybridBlock):
     """AFI-ResNet-50/101/152, AFI-ResNeXt-50 (ImageNet) and AFI-ResNeXt-29 (CIFAR), or with
-    ``afi=False`` their plain backbones (related-methods §1.5).
+    ``afi=False`` their plain backbones (docs/related_methods.md §1.5).
 
     ``stem='imagenet'``: 7x7 conv 64 s2, BN, ReLU, 3x3 max-pool s2 (torchvision);
     ``stem='cifar'``: 1x1 conv 64, BN, ReLU (kuangliu/pytorch-cifar ResNeXt).  Stage s has

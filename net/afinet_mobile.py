@@ -4,7 +4,7 @@ AFINet Fig. 5b: "We concatenate the output of the AFI module with the output fea
 convolutional layer".  For MobileNetV2 the first convolution of an inverted-residual block is the
 1x1 expansion c_in -> t*c_in; in an AFI block it outputs half of that, X^(i) (after BN + ReLU6 as
 usual), and the depthwise 3x3 conv reads concat([X^(i), R^(i)]) (X first, Eq. 4).  The rest of the
-block is unchanged.  The same reading as net/afinet.py (related-methods §1.5, §1.7):
+block is unchanged.  The same reading as net/afinet.py (docs/related_methods.md §1.5, §1.7):
 
 * a "stage" is one (t, c, n, s) group of the MobileNetV2 table; its block 1 is the unmodified block
   (it changes the shape), blocks 2..n are AFI blocks, each with its own AFI module (AFI^(2)
@@ -24,7 +24,7 @@ Hosts (``layout``):
   the stride-1 blocks that change the width (no shortcut at stride 2).  Its final 4x4 average pool
   is a GAP here (the same at 32 px).
 
-Counts (trainable, related-methods §1.5):
+Counts (trainable, docs/related_methods.md §1.5):
 
 * ``afi_mobilenetv2_1.0`` 3,626,936 = "3.63M" (Table 5) -- exact, and
   ``mobilenetv2_1.0`` 3,504,872 = 3.50M, while Table 5 prints 3.51M for the baseline (the

@@ -5,7 +5,7 @@ Y = the residual-branch output (paper notation, see :mod:`net.fusion`).  The off
 passes them the other way round as ``attention(body, shortcut)`` and names its arguments
 accordingly; the fusion modules reproduce the official formula under this swap.
 
-Child names and Sequential indices are the official ones (spec §2.1, §3.3), so official
+Child names and Sequential indices are the official ones (docs/official-code.md §2.1, §3.3), so official
 checkpoints load unchanged.
 """
 from mxnet.gluon import nn

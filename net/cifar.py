@@ -1,4 +1,5 @@
-"""CIFAR hosts: pre-activation ResNet ("ResNet-20-b", AFF-ResNet-32) and ResNeXt (spec §2.2-2.3).
+"""CIFAR hosts: pre-activation ResNet ("ResNet-20-b", AFF-ResNet-32) and ResNeXt
+(docs/official-code.md §2.2-2.3).
 
 One builder per host; ``era`` selects the official code version:
 

@@ -2,7 +2,7 @@
 
 The modules of :mod:`net.fusion` and :mod:`net.layers` compute the official formulas operation for
 operation -- what open-aff ran on its GPUs.  On the CPU several of those operations hit slow kernels
-(README pitfalls 16, 18, 19; docs/performance.md), so the scripts, the benchmark, ``--eval`` and
+(docs/pitfalls.md §4, §6, §7, §11; docs/performance.md), so the scripts, the benchmark, ``--eval`` and
 Grad-CAM rewrite the network before hybridizing it, **on CPU contexts only**
 (:func:`apply`; GPU contexts keep the official structure):
 
@@ -109,7 +109,7 @@ class _FastHalfAFF(_FastSelect):
         loc = self.local_att(t)
         glo = F.broadcast_sub(F.broadcast_add(loc, self.global_att(t)), loc)
         # a plain-layout copy of the concatenation: without it the training backward of the post
-        # conv dies of a floating-point exception in MXNet 1.9.1's oneDNN (README pitfall 23)
+        # conv dies of a floating-point exception in MXNet 1.9.1's oneDNN (docs/pitfalls.md §11)
         both = F.slice_axis(F.concat(loc, glo, dim=1), axis=1, begin=0, end=None)
         return self._select(F, x, y, self.post(both), 2, full=True)
 

@@ -23,7 +23,7 @@ X is brought to the fused width by a **point-wise convolution** and the high-lev
   BN + ReLU; Y = PWConv(P_{l+1}: 2D -> D) + BN + ReLU, then bilinear upsampling to X's size
   (``align_corners=False``); Z = fusion(X, Y); P_l = Conv3x3(Z) + BN + ReLU -- the
   ``feature_high`` / ``post`` layers of the paper-era ``model/atac/fusion.py`` fragments
-  (spec §1.5), with Y reduced before upsampling (4x cheaper than after);
+  (docs/official-code.md §1.5), with Y reduced before upsampling (4x cheaper than after);
 * **head**: Conv3x3 128 -> 64 + BN + ReLU, Conv1x1 64 -> 2 (with bias), so the widths run
   512 -> 256 -> 128 -> 64 as the author described; the 2-class logits are bilinearly
   upsampled from stride 2 to the input size (GluonCV FCN style); no auxiliary head, no dropout;
@@ -32,7 +32,7 @@ X is brought to the fused width by a **point-wise convolution** and the high-lev
   formulas match the atac fragments (AFF with the factor 2; MS-GAU = M(Y)X + Y; MS-SA =
   M(X+Y)X + Y; GAU-FPN = G(Y)X + Y) with two deliberate exceptions: **iAFF** is the paper's
   Eq. 5 (the fragment ``IASKCChaFuse_Reduce`` overwrites its low-level input with the
-  local-attention logits, spec §1.5 -- a bug we do not reproduce), and **MS-SE** is the
+  local-attention logits, docs/official-code.md §1.5 -- a bug we do not reproduce), and **MS-SE** is the
   paper's X + M(Y)Y (the fragment computes M from X+Y, which is MS-SA's context level).
 """
 from mxnet.gluon import nn

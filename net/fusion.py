@@ -15,7 +15,7 @@ reproduce the official code exactly, including its quirks:
   ``W = M(X (+) Y)`` and returns ``W*Y + (1-W)*X`` -- the same family with M <-> 1-M, which
   matters when transplanting weights or plotting "fusion weights";
 * **factor 2** in AFF (``ASKCFuse``) and every 806562e selection module built on it, but
-  **not** in iAFF (``ResGlobLocaforGlobLocaChaFuse``) nor in Recursive AFF (spec §1.1);
+  **not** in iAFF (``ResGlobLocaforGlobLocaChaFuse``) nor in Recursive AFF (docs/official-code.md §1.1);
 * **reduction ratio**: ``inter = channels // r`` (floor).  The CIFAR blocks build modules
   with the class default r = 4, the ImageNet blocks pass r = 16.  The MS-GAU / MS-SE / MS-SA
   modules and the 1-layer AFF have C->C single-layer branches (no bottleneck), which have
@@ -411,7 +411,7 @@ class HalfAFF(_Fusion):
     [GAP, Conv C->C/r, BN, ReLU], ``post`` = [Conv 2C/r->C, BN, Sigmoid];
     ``W = post([L; broadcast g])``, ``Z = 2*W*Y + 2*(1-W)*X``.
     The code broadcasts g as ``(L + g) - L``, as here.  On the CPU its training backward dies of a
-    floating-point exception in MXNet 1.9.1's oneDNN (README pitfall 23); :mod:`net.cpu_speed`
+    floating-point exception in MXNet 1.9.1's oneDNN (docs/pitfalls.md §11); :mod:`net.cpu_speed`
     works around it.
     """
     paper_name = 'Half-AFF'
@@ -660,7 +660,7 @@ OFFICIAL_FUSIONS.update({'ResGlobLocaforGlobLocaChaFuse': IAFF, 'DirectAddFuse':
                          'AYforXplusYAddFuse': MSGAU, 'XplusAYforYAddFuse': MSSE,
                          'AXYforXplusYAddFuse': MSSA, 'AXYforXYAddFuse': MSModulatedSum})
 
-#: official modes that exist but cannot build (spec §1.4)
+#: official modes that exist but cannot build (docs/official-code.md §1.4)
 BROKEN_FUSIONS = {
     'twoconcataskc': 'TwoConcatASKC is broken in the official code (it concatenates an HxW local '
                      'map with a 1x1 global map, and two children share one prefix); use '
@@ -710,6 +710,11 @@ def canonical_fusion(name):
                            shown=['paper names: ' + ' '.join(PAPER_FUSIONS)]) from None
 
 
+#: the paper's three scenarios (Fig. 3), under their names and the spellings of utils.reproduce
+SCENARIOS = {'short': 'short', 'resnet': 'short', 'long': 'long', 'fpn': 'long',
+             'same': 'same', 'inception': 'same'}
+
+
 def get_fusion(name, channels, r=None, scenario='short', **kwargs):
     """Build the fusion ``name`` for ``channels`` feature maps.
 
@@ -717,12 +722,20 @@ def get_fusion(name, channels, r=None, scenario='short', **kwargs):
     an official mode string (``'ASKCFuse'``, ``'ResGlobLocaforGlobLocaCha'`` ...), matched
     case-, space- and punctuation-insensitively.  ``r``: reduction ratio; ``None`` keeps the
     module's default (4), as the official CIFAR block does; modules without r ignore it.
-    ``scenario``: ``'short'`` (residual blocks); the same-layer and long-skip variants
-    register their own tables here when they exist.
+    ``scenario`` (:data:`SCENARIOS`): ``'short'`` (``'resnet'``, the default) -- a residual
+    block's fusion, called ``fusion(X = identity, Y = residual branch)``; ``'long'``
+    (``'fpn'``) -- the same modules, called ``fusion(X = low-level, Y = upsampled high-level)``
+    as :class:`net.fpn.FPNLevel` does; ``'same'`` (``'inception'``) -- the same-layer module
+    fusing an Inception module's 3x3 (X) and 5x5 (Y) branches,
+    :func:`net.inception.same_layer_fusion` (the Table 3/4 rows and SKNet only).
     """
-    if scenario != 'short':
-        raise AFFError('fusion scenario %r is not available yet; only short-skip (residual '
-                       'block) fusion is implemented' % scenario)
+    kind = SCENARIOS.get(str(scenario).lower())
+    if kind is None:
+        raise AFFError('unknown fusion scenario %r; use short (residual blocks), long (FPN '
+                       'levels) or same (Inception branches)' % (scenario,))
+    if kind == 'same':
+        from .inception import same_layer_fusion
+        return same_layer_fusion(name, channels, r=r, **kwargs)
     cls = canonical_fusion(name)
     if r is not None:
         kwargs['r'] = r

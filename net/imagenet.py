@@ -1,4 +1,5 @@
-"""ImageNet hosts: ResNet-50/101/152 (V1b layout) and ResNeXt-50-32x4d with fused skips (spec §2.2-2.3).
+"""ImageNet hosts: ResNet-50/101/152 (V1b layout) and ResNeXt-50-32x4d with fused skips
+(docs/official-code.md §2.2-2.3).
 
 ``era='head'`` (open-aff HEAD, the released checkpoints) uses a deep stem (three 3x3 convs)
 and average-pool downsampling ("v1d"-like); ``era='paper'`` (806562e, the submitted paper's

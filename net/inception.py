@@ -3,7 +3,7 @@
 Paper §4.1: in the same-layer scenario **X** is the output of a 3x3 kernel and **Y** the output
 of a 5x5 kernel; §4.3 / Fig. 3 ("AFF-Inception module") replaces the Inception module's fusion
 by the fusion under test.  The authors never released this network; the paper-era fragments
-(806562e ``model/atac``, spec §1.6, §2.4) are unimportable.  What we build, and why:
+(806562e ``model/atac``, docs/official-code.md §1.6, §2.4) are unimportable.  What we build, and why:
 
 * **Host** = the ResNet-20-b host of :class:`net.cifar.CIFARPreActResNet` (data BN, stem, three
   pre-activation stages of b blocks, widths 16-16-32-64, strides 1-2-2, BN-ReLU-GAP-Dense) in

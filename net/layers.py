@@ -18,7 +18,7 @@ def blocks(block):
 
 def sigmoid(F, x):
     """The logistic function as the official ``nn.Activation('sigmoid')`` computes it (oneDNN's
-    eltwise kernel on the CPU; ``F.sigmoid`` is a much slower scalar loop, README pitfall 18)."""
+    eltwise kernel on the CPU; ``F.sigmoid`` is a much slower scalar loop, docs/pitfalls.md §6)."""
     return F.Activation(x, act_type='sigmoid')
 
 

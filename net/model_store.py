@@ -11,7 +11,7 @@ the official repository (the part after ``params/``), in these directories, in o
 4. ``$MXNET_HOME/models``, else ``~/.mxnet/models``.
 
 A missing file raises :class:`~net.errors.CheckpointError` with the exact download URL.  Every
-file found through the table is verified against its git blob SHA-1 (spec §3.6) before it is
+file found through the table is verified against its git blob SHA-1 (docs/official-code.md §3.6) before it is
 loaded; ``git hash-object FILE`` prints the same hash.
 
 >>> import net
@@ -90,7 +90,8 @@ def _released():
 
 
 #: The 9 checkpoint files of open-aff HEAD (``utils/results/released.csv``; configs from the file
-#: names and logs, hashes = full git blob SHA-1); one default per model.
+#: names and logs, docs/official-code.md §3.4; hashes = full git blob SHA-1, §3.6); one default
+#: per model.
 RELEASED = _released()
 
 

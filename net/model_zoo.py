@@ -26,7 +26,7 @@ __all__ = ['get_model', 'get_model_list', 'get_model_info', 'ModelInfo', 'CELL_C
 #: it.  We take 1 (widths 16-16-32-64): the 806562e default of ``--channel-times``, which the
 #: authors overrode explicitly (``--channel-times 4``) only for their SOTA runs; and Fig. 7's
 #: "iAFF-ResNet (b = 2) needs only 54% of the parameters of ResNet (b = 4)" is 0.548 at
-#: width 1 (0.540 at 2, 0.535 at 4 -- spec §2.6), the paper truncating as it does in Table 5.
+#: width 1 (0.540 at 2, 0.535 at 4 -- docs/official-code.md §2.6), the paper truncating as it does in Table 5.
 CELL_CHANNEL_TIMES = 1
 
 #: the fusions that have ResNet-20-b cells: Tables 3, 4, S1 and the Fig. 7 baselines

@@ -9,7 +9,7 @@ HEAD (open-aff 0bcfd8a): :func:`CIFARAFFResNet`, :func:`CIFARAFFResNeXt`, :func:
 :func:`AFFResNeXt`.  Submitted-paper commit 806562e: :func:`ResNet110V2ASKC`,
 :func:`ResNet20V2ASKC`, :func:`ResNet50_v1bASKC`, :func:`ResNextASKC`,
 :func:`CIFARResNextASKC`.  Fusion classes under their official names: :data:`ASKCFuse` ...
-Every ``askc_type`` of spec §1.4 (and every paper name) is accepted.
+Every ``askc_type`` of docs/official-code.md §1.4 (and every paper name) is accepted.
 """
 from mxnet.gluon import nn
 

@@ -1,5 +1,5 @@
 """net/acmix.py: the ACmix operator path by path against direct NumPy computations, and the
-ResNet-26/38/50-ACmix parameter counts of the released code (related-methods §2.2-2.6).
+ResNet-26/38/50-ACmix parameter counts of the released code (docs/related_methods.md §2.2-2.6).
 
 The 224-px nets need >= 128 px inputs (7x7 reflection windows on the last 4x4 map); their forward
 and backward passes cost seconds each on one core, so ResNet-38/50-ACmix are marked slow.
@@ -30,7 +30,7 @@ def test_counts_equal_the_released_code(name, count):
 def test_readme_counts_do_not_match():
     """Known mismatch: the ACmix README prints 10.6M / 14.6M / 18.6M; the released code (and we)
     build 10.49M / 14.41M / 18.33M.  The gap is 81 * sum(C) (one extra dep_conv-sized tensor per
-    ACmix layer) within the README's rounding; its cause is unknown (related-methods §2.6)."""
+    ACmix layer) within the README's rounding; its cause is unknown (docs/related_methods.md §2.6)."""
     readme = {'acmix_resnet26': 10.6, 'acmix_resnet38': 14.6, 'acmix_resnet50': 18.6}
     widths = {'acmix_resnet26': [1, 2, 4, 1], 'acmix_resnet38': [2, 3, 5, 2],
               'acmix_resnet50': [3, 4, 6, 3]}

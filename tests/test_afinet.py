@@ -2,7 +2,7 @@
 
 Counts are trainable parameters (PyTorch convention: BN running statistics left out), on the
 CIFAR-100 / ImageNet heads the paper uses.  Every published count is reproduced exactly
-(../shared/reference/related-methods.md §1.4-1.5, reading R1) except AFI-ResNet-110, pinned below.
+(docs/related_methods.md §1.4-1.5, reading R1) except AFI-ResNet-110, pinned below.
 """
 import glob
 import re
@@ -81,7 +81,7 @@ def test_afi_resnet110_does_not_match_the_paper():
 
 
 def test_predicted_counts_of_the_ablations():
-    """Tables 7 and 8 print no counts; these are the R1 predictions (related-methods §1.9)."""
+    """Tables 7 and 8 print no counts; these are the R1 predictions (docs/related_methods.md §1.9)."""
     want = {'afi_resnet32_stage1': 468212, 'afi_resnet32_stage2': 454708,
             'afi_resnet32_stage3': 400820, 'afi_resnet110_stage1': 1717252,
             'afi_resnet110_stage2': 1659860, 'afi_resnet110_stage3': 1430836,
@@ -91,7 +91,7 @@ def test_predicted_counts_of_the_ablations():
 
 
 def test_readings_that_do_not_match():
-    """Why reading R1: the literal alternatives miss 378,228 (related-methods §1.4)."""
+    """Why reading R1: the literal alternatives miss 378,228 (docs/related_methods.md §1.4)."""
     # R6: the hidden width from the full block width (C/4 instead of (C/2)/4)
     r6 = trainable(AFICIFARResNet(5, r=2))   # (C/2)/2 = C/4
     assert r6 == 380916

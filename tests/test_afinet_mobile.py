@@ -1,7 +1,7 @@
 """net/afinet_mobile.py: AFI-MobileNetV2 (AFINet Fig. 5b, Tables 4-5) and its MobileNetV2 hosts.
 
 Counts are trainable parameters (BN running statistics left out), as in tests/test_afinet.py;
-the expected values are related-methods §1.5's arithmetic.  Forward passes at 32-64 px only.
+the expected values are docs/related_methods.md §1.5's arithmetic.  Forward passes at 32-64 px only.
 """
 import re
 
@@ -32,7 +32,7 @@ COUNTS = {
     'mobilenetv2_1.0': (3504872, '3.51', False),
     'cifar_mobilenetv2_kl': (2412212, '2.41M', True),
     # the Fig. 5b rule on the KL host; Table 4 prints 2.25M for AFI-MobileNetV2, which no
-    # reading reproduces (related-methods §1.5, A11): not the published row, pinned
+    # reading reproduces (docs/related_methods.md §1.5, A11): not the published row, pinned
     'afi_cifar_mobilenetv2_kl': (2534276, '2.25M', False),
 }
 

@@ -38,7 +38,7 @@ X47_ROOT = 'head/cifar100/AFF-ResNeXt-47-32x4d/train_cifar100-ASKCFuse-resneXt-4
 IAFF_X50_HEAD = 'head/imagenet/iAFF-ResNeXt-50/iaff_resnext50.log'
 AFF_R50_806 = 'paper/imagenet/sota/AFF-ResNet-50/resnet50_v1b_best_AFF_mixup.log'
 
-# Spec §5: log -> (best value, best epoch) of the segment the comparison uses.
+# docs/official-code.md §5: log -> (best value, best epoch) of the segment the comparison uses.
 SPEC5_BEST = {
     R32_FINE: (0.8357, 635),
     'head/cifar100/AFF-ResNet-32/superclasses/train_cifar100_cifar100-ASKCFuse-resnet-32-c-4-s-1.log':

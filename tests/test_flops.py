@@ -1,5 +1,5 @@
-"""utils.flops: the official tool's FLOPs (spec §2.7 numbers, §7 rules), MACs with grouped convs counted
-fully (hand-derived), a hand-computed tiny network, the table CLI and the parameter totals."""
+"""utils.flops: the official tool's FLOPs (docs/official-code.md §2.7 numbers, §7 rules), MACs with
+grouped convs counted fully (hand-derived), a hand-computed tiny network, the table CLI and the parameter totals."""
 import os
 import subprocess
 import sys
@@ -16,8 +16,9 @@ from utils import flops
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# spec §2.7, "FLOPs (flops.py)" column: (registry name, constructor overrides) -> official FLOPs
-SPEC_2_7_FLOPS = {
+# docs/official-code.md §2.7, "FLOPs (flops.py)" column:
+# (registry name, constructor overrides) -> official FLOPs
+OFFICIAL_FLOPS = {
     ('resnet50_v1b', ()): 4091231208,                  # 806562e ResNet-50 (the supplement's 4.1 G)
     ('aff_resnet50_v1b', ()): 4326413928,              # 806562e AFF-ResNet-50 (4.3 G)
     ('iaff_resnet50_v1b', ()): 4561596648,
@@ -34,7 +35,8 @@ SPEC_2_7_FLOPS = {
     ('cifar_aff_resnext38_32x4d', ()): 1038187044,
     ('cifar_aff_resnext47_32x4d', ()): 1265783188,
 }
-# rows that the derivation tests below reuse (every row is checked against the spec: ~15 s in all)
+# rows that the derivation tests below reuse (every row is checked against
+# docs/official-code.md §2.7: ~15 s in all)
 FAST = [('resnet50_v1b', ()), ('aff_resnet50_v1b', ()), ('resnext50_32x4d_v1b', ()),
         ('aff_resnext50_32x4d', ()), ('cifar_aff_resnet32', ()), ('cifar_aff_resnext38_32x4d', ())]
 
@@ -56,10 +58,10 @@ def counted(key):
     return _CACHE[key]
 
 
-@pytest.mark.parametrize('key', list(SPEC_2_7_FLOPS), ids=_ident)
-def test_official_mode_equals_spec(key):
+@pytest.mark.parametrize('key', list(OFFICIAL_FLOPS), ids=_ident)
+def test_official_mode_equals_the_official_tool(key):
     result = counted(key)
-    assert result.total == result.official == SPEC_2_7_FLOPS[key]
+    assert result.total == result.official == OFFICIAL_FLOPS[key]
 
 
 def test_supplement_rounding_and_overhead():
@@ -189,7 +191,7 @@ def test_parameter_totals_include_bn_running_stats():
     sizes = {k: int(np.prod(p.shape)) for k, p in params.items()}
     running = sum(v for k, v in sizes.items() if k.endswith(('running_mean', 'running_var')))
     assert running > 0
-    assert result.params_total == sum(sizes.values()) == 7917456                  # spec §2.7
+    assert result.params_total == sum(sizes.values()) == 7917456                  # docs/official-code.md §2.7
     assert result.params_trainable == 7897156
     assert round(result.params_total_m, 2) == 7.92
 
@@ -218,7 +220,7 @@ def test_cli_table():
     row = [l for l in lines if l.startswith('cifar_aff_resnet20_b1')]
     assert len(row) == 1
     result = flops.count('cifar_aff_resnet20_b1')
-    assert result.params_total == 90968                                  # spec §1.7 (b = 1, width 1)
+    assert result.params_total == 90968      # docs/official-code.md §1.7 (b = 1, width 1)
     assert row[0].split() == ['cifar_aff_resnet20_b1', '32', '0.09', '0.09',
                               '%.2f' % (result.macs / 1e9), '%.2f' % (2 * result.macs / 1e9),
                               '%.3f' % (result.elementwise / 1e9), '%.3f' % (result.elementwise_fusion / 1e9)]

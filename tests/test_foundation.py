@@ -1,5 +1,6 @@
-"""The repository foundation: setup.py, the command-line wrappers, the benchmark and model table, thread setup,
-the training scripts and the placeholder helper. Command-line tools are run as subprocesses from the repo root."""
+"""The repository foundation: setup.py, the command-line wrappers, the benchmark and model table, thread setup
+and the training scripts. Command-line tools are run as subprocesses from the repo root."""
+import importlib.util
 import json
 import os
 import socket
@@ -27,25 +28,9 @@ def pinned_lines():
 
 # --- training scripts -----------------------------------------------------------------------------------
 
-def test_not_implemented_placeholder_fails_with_one_line(capsys, monkeypatch):
-    """utils.cli.not_implemented, the entry point of a script that does not exist yet (no script
-    uses it at the moment: train_seg.py was the last)."""
-    from utils.cli import not_implemented
-    for argv in ([], ["--model", "resnet", "--lr", "0.1"]):
-        monkeypatch.setattr(sys, "argv", ["train_x.py"] + argv)
-        assert not_implemented("train_x.py", "Train x.\n\nMore.", "train_x") == 2
-        captured = capsys.readouterr()
-        lines = captured.err.strip().splitlines()
-        assert len(lines) == 1, captured.err
-        assert lines[0].startswith("train_x.py: not implemented yet") and "net.get_model" in lines[0]
-        assert captured.out == ""
-
-
 @pytest.mark.parametrize("script", ["train_cifar.py", "train_imagenet.py", "train_seg.py"])
 def test_training_scripts_are_real_and_executable(script):
     assert os.access(os.path.join(ROOT, script), os.X_OK), f"{script} is not executable"
-    with open(os.path.join(ROOT, script), encoding="utf-8") as f:
-        assert "not_implemented(" not in f.read()
     res = run([script, "--help"], timeout=60)
     assert res.returncode == 0 and "usage" in res.stdout, res
 
@@ -179,14 +164,15 @@ def test_models_table_gives_the_official_aff_resnet32_counts():
     assert res.returncode == 0, res.stderr
     rows = [ln for ln in res.stdout.splitlines() if ln.startswith("cifar_aff_resnet32 ")]
     assert rows, res.stdout
-    for row in rows:  # spec §2.7: 523 tensors, total 7,917,456, trainable 7,897,156 (100 classes)
+    # docs/official-code.md §2.7: 523 tensors, total 7,917,456, trainable 7,897,156 (100 classes)
+    for row in rows:
         assert row.split()[1:7] == ["100", "523", "7.92", "7,917,456", "7.90", "7,897,156"], row
 
 
 def test_models_table_classes_option_and_markdown():
     res = run(["-m", "utils.models", "cifar_aff_resnet32", "--classes", "10", "--markdown"])
     assert res.returncode == 0, res.stderr
-    # spec §2.7: a 10-class head has 90 * (256 + 1) = 23,130 fewer parameters, all trainable
+    # docs/official-code.md §2.7: a 10-class head has 90 * (256 + 1) = 23,130 fewer parameters, all trainable
     assert "| cifar_aff_resnet32 | 10 | 523 | 7.89 | 7,894,326 | 7.87 | 7,874,026 |" in res.stdout, res.stdout
 
 

@@ -1,4 +1,4 @@
-"""Fusion modules: each official formula (spec §1.3-1.4) recomputed independently in numpy.
+"""Fusion modules: each official formula (docs/official-code.md §1.3-1.4) recomputed independently in numpy.
 
 The numpy references below address the parameters by their official saved names
 (``local_att.0.weight`` ...), so they check the child structure and the formula together.
@@ -64,7 +64,7 @@ class Ref:
     def single(self, t, name, first):
         return self.bn(self.conv(t, '%s.%d' % (name, first)), '%s.%d' % (name, first + 1))
 
-    # the two MS-CAM context branches of spec §1.2
+    # the two MS-CAM context branches of docs/official-code.md §1.2
     def local(self, t, name='local_att'):
         return self.bottleneck(t, name, 0)
 
@@ -85,7 +85,7 @@ def gap(a):
 
 
 def REFERENCES():
-    """paper name -> numpy reference f(R, X, Y) written from spec §1.3-1.4."""
+    """paper name -> numpy reference f(R, X, Y) written from docs/official-code.md §1.3-1.4."""
     def aff(R, x, y):
         t = x + y
         w = sig(R.local(t) + R.glob(t))
@@ -258,7 +258,7 @@ def test_reduction_ratio_too_large_is_a_clear_error():
 
 
 def test_factor_two_only_in_aff():
-    """AFF of two equal inputs returns 2X; iAFF returns X (the official quirk, spec §1.1)."""
+    """AFF of two equal inputs returns 2X; iAFF returns X (the official quirk, docs/official-code.md §1.1)."""
     x = mx.nd.array(np.random.RandomState(3).normal(size=(N, C, H, W)))
     aff = _init(F_.AFF(C))
     iaff = _init(F_.IAFF(C))
@@ -267,7 +267,7 @@ def test_factor_two_only_in_aff():
 
 
 def test_weight_multiplies_the_residual_branch():
-    """With the sigmoid saturated at 1, AFF returns 2Y: the weight sits on Y (spec §1.1)."""
+    """With the sigmoid saturated at 1, AFF returns 2Y: the weight sits on Y (docs/official-code.md §1.1)."""
     aff = _init(F_.AFF(C))
     aff.local_att[4].beta.set_data(mx.nd.full((C,), 50.0))
     aff.local_att[4].gamma.set_data(mx.nd.zeros((C,)))
@@ -284,7 +284,7 @@ ALL_MODES = ['DirectAdd', 'Concat', 'ResGlobCha', 'ResLocaCha', 'ResGlobLocaCha'
 
 
 def test_every_official_mode_string_resolves():
-    """Every 806562e mode string of spec §1.4 except the broken TwoConcatASKC."""
+    """Every 806562e mode string of docs/official-code.md §1.4 except the broken TwoConcatASKC."""
     for mode in ALL_MODES:
         assert net.get_fusion(mode, C) is not None
     assert net.get_fusion('ResLocalLocaCha', C).__class__ is net.get_fusion('Local+Local', C).__class__
@@ -316,9 +316,19 @@ def test_broken_official_mode_is_refused_with_a_reason():
         net.get_fusion('TwoConcatASKC', 16)
 
 
-def test_other_scenarios_are_announced_not_faked():
+def test_every_scenario_builds_its_own_module():
+    """short and long skips share the modules of net.fusion; the same layer has its own."""
+    from net.inception import SameLayerAFF, same_layer_fusion
+    assert type(net.get_fusion('aff', 16)) is type(net.get_fusion('aff', 16, scenario='fpn')) \
+        is type(net.get_fusion('ASKCFuse', 16, scenario='long')) is net.fusion.AFF
+    for scenario in ('same', 'inception'):
+        block = net.get_fusion('aff', 16, scenario=scenario)
+        assert type(block) is SameLayerAFF is type(same_layer_fusion('aff', 16))
+    assert type(net.get_fusion('msgau', 16, scenario='same')) is net.fusion.MSGAU
+    with pytest.raises(AFFError, match='no same-layer'):
+        net.get_fusion('halfaff', 16, scenario='same')
     with pytest.raises(AFFError, match='scenario'):
-        net.get_fusion('aff', 16, scenario='fpn')
+        net.get_fusion('aff', 16, scenario='sideways')
 
 
 def test_fusion_backward_reaches_both_inputs():

@@ -38,7 +38,7 @@ X47_SUPER = 'head/cifar100/AFF-ResNeXt-47-32x4d/superclass/train_cifar100-ASKCFu
 IAFF_X50_HEAD = 'head/imagenet/iAFF-ResNeXt-50/iaff_resnext50.log'
 AFF_R50_806 = 'paper/imagenet/sota/AFF-ResNet-50/resnet50_v1b_best_AFF_mixup.log'
 
-# Spec §5, one row per listed segment with epoch lines:
+# docs/official-code.md §5, one row per listed segment with epoch lines:
 # (log, segment index (None = the last segment that has epochs), first epoch, last epoch,
 #  final value, best value, best epoch, top-5 err at the best epoch, final top-5 err)
 # CIFAR values are top-1 accuracy, ImageNet values top-1 error.

@@ -1,7 +1,7 @@
 """net.model_store (the released-checkpoint table, lookup, hashing, verified loading),
 utils.checkpoint (atomic saves) and params/README.md.
 
-Nothing here touches the network, /work/shared, this repo's params/ or ~/.mxnet: every test runs
+Nothing here touches the network, this repo's params/ or ~/.mxnet: every test runs
 with the search directories pointed at empty temporary directories.
 """
 import dataclasses
@@ -27,8 +27,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BN_NAMES = ('gamma', 'beta', 'running_mean', 'running_var')
 EMPTY_BLOB = 'e69de29bb2d1d6434b8b29ae775ad8c2e48c5391'   # git hash-object /dev/null
 
-#: spec §3.6, transcribed independently of net/model_store.py
-SPEC_HASHES = {
+#: docs/official-code.md §3.6, transcribed independently of net/model_store.py
+OFFICIAL_HASHES = {
     'cifar100/AFF-ResNet-32/0.8357-cifar100-ASKCFuse-resnet-32-c-4-s-1-best.params':
         'e5f9164dd45269fa776b65c4eb95308ff7465e80',
     'cifar100/AFF-ResNet-32/superclasses/0.9078-cifar100-cifar100-ASKCFuse-resnet-32-c-4-s-1-best.params':
@@ -117,7 +117,7 @@ def test_released_table_records():
     assert len({c.file for c in ms.RELEASED}) == 9
     assert len({c.path for c in ms.RELEASED}) == 9
     assert len({c.blob_sha1 for c in ms.RELEASED}) == 9
-    assert {c.relpath: c.blob_sha1 for c in ms.RELEASED} == SPEC_HASHES
+    assert {c.relpath: c.blob_sha1 for c in ms.RELEASED} == OFFICIAL_HASHES
     assert ms.URL_ROOT == 'https://github.com/YimianDai/open-aff/raw/master/'
     with pytest.raises(dataclasses.FrozenInstanceError):
         ms.RELEASED[0].tag = 'x'

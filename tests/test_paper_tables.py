@@ -1,8 +1,8 @@
 """utils/paper_tables.py: the paper's tables as data (counts, values, lint, consistency).
 
-The values (utils/results/*.csv) are checked twice: against a transcription typed into this file
-(always), and against the paper / supplement / slides / spec texts when $AFF_REFERENCE_DIR names a
-folder holding them.
+The values (utils/results/*.csv) are checked three times: against a transcription typed into this file
+(always), against docs/official-code.md §6 (always), and against the paper / supplement / slides
+texts when $AFF_REFERENCE_DIR names a folder holding them.
 """
 import dataclasses
 import math
@@ -24,7 +24,9 @@ SHARED = os.environ.get('AFF_REFERENCE_DIR', '')
 PAPER = os.path.join(SHARED, 'papers', 'aff-wacv2021-paper.md')
 SUPPLEMENT = os.path.join(SHARED, 'papers', 'aff-supplement.md')
 SLIDES = os.path.join(SHARED, 'papers', 'aff-slides.md')
-SPEC = os.path.join(SHARED, 'reference', 'openaff-spec.md')
+#: our own record of the official code, whose §6 transcribes the tables independently of the CSVs
+OFFICIAL_CODE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'docs',
+                             'official-code.md')
 
 # ---------------------------------------------------------------- independent transcription
 # Table 3: InceptionNet b1-4 | ResNet b1-4 | FPN b1-4 | ImageNet
@@ -490,8 +492,8 @@ def test_slides():
         assert params == _cell('5', row, 'Params').value
 
 
-def _spec_sections():
-    with open(SPEC, encoding='utf-8') as f:
+def _official_code_sections():
+    with open(OFFICIAL_CODE, encoding='utf-8') as f:
         text = f.read()
     return {m.group(1): m.group(2) for m in
             re.finditer(r'^### (Table \S+)[^\n]*\n(.*?)(?=^#)', text, re.S | re.M)}, text
@@ -502,9 +504,8 @@ def _md_rows(section):
             for line in section.splitlines() if line.startswith('| ') and '---' not in line]
 
 
-@shared
-def test_every_cell_equals_spec_section6():
-    sections, text = _spec_sections()
+def test_every_cell_equals_official_code_section6():
+    sections, text = _official_code_sections()
     t3 = {r[0]: [_num(x) for x in r[1:14]] for r in _md_rows(sections['Table 3'])
           if r[0] in T3}
     rename = {'AFF': 'AFF (ours)', 'iAFF': 'iAFF (ours)'}
@@ -520,7 +521,7 @@ def test_every_cell_equals_spec_section6():
             s2['%s, doubling channels: %s' % (r[0], r[1])] = flops + [_num(r[4])]
     assert (len(t3), len(t4), len(s1), len(t5), len(s2)) == (3, 7, 5, 10, 4)
     _check_tables(t3=t3, t4=t4, s1=s1, t5=t5, s2=s2)
-    # the spec's §5: the HEAD README ImageNet numbers; §6: the logs behind Table 5
+    # §5: the HEAD README ImageNet numbers; §6: the logs behind Table 5
     m = re.search(r'ImageNet AFF-ResNet-50 ([\d.]+), iAFF-ResNet-50\s+([\d.]+), '
                   r'iAFF-ResNeXt-50 ([\d.]+)', text)
     assert [float(x) for x in m.groups()] == [20.3, 20.2, 19.78]

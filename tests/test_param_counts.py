@@ -1,4 +1,5 @@
-"""Parameter counts against the official code's numbers (spec §1.7, §2.7) and paper Table 5."""
+"""Parameter counts against the official code's numbers (docs/official-code.md §1.7, §2.7) and
+paper Table 5."""
 import numpy as np
 import pytest
 
@@ -12,8 +13,8 @@ def counts(model):
     return len(params), total, trainable
 
 
-# (registry name, overrides) -> (#tensors or None, total, trainable), from spec §2.7
-SPEC_2_7 = [
+# (registry name, overrides) -> (#tensors or None, total, trainable), from docs/official-code.md §2.7
+OFFICIAL_COUNTS = [
     (('cifar_aff_resnet32', {}), (523, 7917456, 7897156)),
     (('cifar_aff_resnet32_paper', {}), (523, 7917456, 7897156)),
     (('cifar_iaff_resnet32', {}), (883, 8375536, 8344036)),
@@ -42,9 +43,9 @@ SPEC_2_7 = [
 ]
 
 
-@pytest.mark.parametrize('spec,want', SPEC_2_7, ids=lambda v: v[0] if isinstance(v[0], str) else '')
-def test_counts_equal_the_official_code(spec, want):
-    name, overrides = spec
+@pytest.mark.parametrize('config,want', OFFICIAL_COUNTS, ids=lambda v: v[0] if isinstance(v[0], str) else '')
+def test_counts_equal_the_official_code(config, want):
+    name, overrides = config
     got = counts(net.get_model(name, **overrides))
     if want[0] is None:
         got, want = got[1:], want[1:]
@@ -54,7 +55,7 @@ def test_counts_equal_the_official_code(spec, want):
 @pytest.mark.parametrize('name,delta', [('cifar_aff_resnet32', 23130),
                                         ('cifar_aff_resnext38_32x4d', 92250)])
 def test_cifar10_heads(name, delta):
-    """spec §2.7: a CIFAR-10 checkpoint has 90 * (C_last + 1) parameters fewer."""
+    """docs/official-code.md §2.7: a CIFAR-10 checkpoint has 90 * (C_last + 1) parameters fewer."""
     assert counts(net.get_model(name))[1] - counts(net.get_model(name, classes=10))[1] == delta
 
 
@@ -69,7 +70,7 @@ def test_table5_params_follow_from_the_head_architectures():
 
 def test_table3_same_parameter_budget():
     """Table 3: Global+Global, Local+Local and AFF have the same count (90,968 at b=1);
-    the 1-layer modules of Table 4 96,064; iAFF (r=4) 97,744 (spec §1.7)."""
+    the 1-layer modules of Table 4 96,064; iAFF (r=4) 97,744 (docs/official-code.md §1.7)."""
     def total(fusion):
         return counts(net.get_model('cifar_%s_resnet20_b1' % fusion))[1]
     assert total('aff') == total('globalglobal') == total('locallocal') == 90968

@@ -95,7 +95,7 @@ def test_every_imagenet_command_resolves_to_its_cell(seed, data_dir):
         d = R.run_dir(c, seed)
         assert args.save_dir == 'params/' + d
         assert args.logging_file == 'logs/%s/train_imagenet.log' % d
-        # Table 5's SOTA rows train with mixup, Table 3's ablation rows without (spec §4.6)
+        # Table 5's SOTA rows train with mixup, Table 3's ablation rows without (docs/official-code.md §4.6)
         assert args.mixup == (c.recipe in ('paper_sota', 'released')), c.key
         runs.add(R.run_key(c))
     # Table 3 (3 rows), Table 5 (4 of ours), the 4 released checkpoints (the README's 3 share)
@@ -197,16 +197,15 @@ def test_not_runnable_cells(capsys):
     assert out.count('# no command: an analytic FLOPs count') == 12 and 'python' not in out
 
 
-def test_a_stub_script_makes_its_cells_pending(monkeypatch):
-    c = PT.cells(table='3', row='Global + Local', column='ImageNet')[0]
-    assert R.status(c) == ('run', '')
-    inc = PT.cells(table='4', row='Add', column='InceptionNet b=1')[0]
-    assert R.status(inc) == ('run', '')                   # the Inception networks exist
-    assert R.script_status('train_imagenet.py') == (True, '')
-    assert R.script_status('train_seg.py') == (True, '')
-    monkeypatch.setattr(R, 'script_status', lambda script: (False, script + ' is a stub'))
-    assert R.status(c) == ('pending', 'train_imagenet.py is a stub')
-    assert R.status(inc) == ('pending', 'train_cifar.py is a stub')
+def test_every_scenario_has_its_script_and_runs():
+    """The three training scripts exist, so a training cell of every scenario is runnable."""
+    scripts = ('train_cifar.py', 'train_imagenet.py', 'train_seg.py')
+    assert set(R._SCRIPT_OF_SCENARIO.values()) == set(scripts)
+    assert all(os.path.isfile(os.path.join(ROOT, script)) for script in scripts)
+    for table, column in (('3', 'ImageNet'), ('4', 'InceptionNet b=1'), ('4', 'ResNet b=1'),
+                          ('4', 'FPN b=1')):
+        row = 'Global + Local' if table == '3' else 'Add'
+        assert R.status(PT.cells(table=table, row=row, column=column)[0]) == ('run', '')
 
 
 def test_script_is_valid_bash_with_one_command_per_run(tmp_path, capsys):

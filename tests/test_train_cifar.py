@@ -79,8 +79,8 @@ def test_end_to_end_official_flags(cifar_dir, tmp_path, askc):
 
 def _official_step_rates(lr, num_epochs, decay_epochs, warmup_epochs, factor=0.1):
     """The per-epoch rates of the official HEAD CIFAR step mode, simulated as its loop runs
-    (spec: decay epochs shifted by -warmup; at the start of an epoch equal to the next decay
-    epoch, lr *= factor; the epoch line prints trainer.learning_rate)."""
+    (docs/official-code.md §4.2: decay epochs shifted by -warmup; at the start of an epoch equal to
+    the next decay epoch, lr *= factor; the epoch line prints trainer.learning_rate)."""
     decays = [e - warmup_epochs for e in decay_epochs]
     rates, count = [], 0
     for epoch in range(num_epochs):
@@ -198,7 +198,7 @@ def test_registry_model_name(cifar_dir, tmp_path):
     assert os.path.basename(_log(tmp_path)) == 'train_cifar10-cifar_iaff_resnet20_b1.log'
 
 
-@pytest.mark.parametrize('model,total', [('resnext29_32x4d', 5982532),    # spec §2.7
+@pytest.mark.parametrize('model,total', [('resnext29_32x4d', 5982532),    # docs/official-code.md §2.7
                                          ('resnext38_32x4d', 7832996)])
 def test_paper_model_names_build_the_806562e_hosts(model, total):
     from utils.recipes import CIFAR_RECIPES, resolve

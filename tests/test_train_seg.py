@@ -92,7 +92,7 @@ def test_short_training_beats_an_untrained_network_and_resumes(tmp_path, capsys)
     assert made == [32]                          # --eval builds the validation images only
     out = capsys.readouterr().out
     # evaluated through utils.train.hybridize_for_inference; the plain (Add) FPN hits MXNet 1.9.1's
-    # optimize_for conv+sum bug (README pitfall 17) and keeps static_alloc, which the line says
+    # optimize_for conv+sum bug (docs/pitfalls.md §5) and keeps static_alloc, which the line says
     path = [ln for ln in out.splitlines() if ln.startswith('inference: ')]
     assert path and path[0].startswith('inference: oneDNN graph optimisation failed (') \
         and 'Cannot find arg' in path[0] and path[0].endswith('hybridized with static_alloc only')

@@ -1,4 +1,4 @@
-"""Training semantics: LR traces (spec §4.4 formula), targets, no-wd, devices, recipes."""
+"""Training semantics: LR traces (docs/official-code.md §4.4 formula), targets, no-wd, devices, recipes."""
 import math
 
 import mxnet as mx
@@ -12,7 +12,7 @@ from utils.recipes import CIFAR_RECIPES, resolve
 
 
 def formula(mode, lr, num_epochs, iters, warmup_epochs=0, decay_epochs=(), factor=0.1):
-    """Spec §4.4, written out independently of GluonCV: lr at update count ``u`` (1-based)."""
+    """docs/official-code.md §4.4, written out independently of GluonCV: lr at update count ``u`` (1-based)."""
     total = num_epochs * iters
     w = warmup_epochs * iters
 
@@ -51,7 +51,7 @@ def test_lr_trace_is_the_gluoncv_formula_at_every_iteration(case):
 
 def test_lr_matches_the_official_log():
     """HEAD superclass log: 4 GPUs x 128 = 97 iterations/epoch, warmup 20, prints lr 0.010005
-    after epoch 0 (spec §4.4)."""
+    after epoch 0 (docs/official-code.md §4.4)."""
     sched = T.lr_schedule('cosine', 0.2, 640, 97, warmup_epochs=20)
     assert '%f' % sched(97) == '0.010005'
 
@@ -64,7 +64,8 @@ def test_lr_schedule_rejects_impossible_settings():
 
 
 def test_smooth_one_hot_uses_all_outputs():
-    """K = number of classifier outputs: 100 even if only 20 labels occur (spec §10 item 11)."""
+    """K = number of classifier outputs: 100 even if only 20 labels occur
+    (docs/official-code.md §10 item 11)."""
     t = T.smooth_one_hot(mx.nd.array([3, 0]), 100, 0.1).asnumpy()
     assert t.shape == (2, 100)
     assert t[0, 3] == pytest.approx(1 - 0.1 + 0.1 / 100)
@@ -258,7 +259,7 @@ def test_static_alloc_is_exact_on_two_cpu_contexts_and_static_shape_is_not():
     ours = _two_context_trace(lambda m: T.hybridize_for_training(m, ctx))
     np.testing.assert_array_equal(ours, plain)
     shaped = _two_context_trace(lambda m: plain_hybridize(m, static_alloc=True, static_shape=True))
-    assert np.abs(shaped - plain).max() > 1e-4   # MXNet 1.9.1's problem (pitfall 13)
+    assert np.abs(shaped - plain).max() > 1e-4   # MXNet 1.9.1's problem (docs/pitfalls.md §1)
 
 
 @pytest.mark.parametrize('kv,expected', [('device', None), ('local', None),

@@ -2,7 +2,7 @@
 
 Usage: python -m utils.bench --model NAME [--batch-size B] [--input-size S] [--json FILE] [...]
        python -m utils.bench [--models A,B,...] [--quick] [--no-data] [--json FILE]   (the suite)
-       python -m utils.bench --markdown FILE.json                                      (README table)
+       python -m utils.bench --markdown FILE.json                                      (the tables of docs/performance.md)
 
 The suite (no --model) measures, per model at its recipe's batch and input size: the BASELINE (the
 official module structure, i.e. the modules of net/ as built: the official fusion formulas pass for
@@ -11,7 +11,7 @@ grouped convs as plain Conv2D; plain `hybridize()` for training and inference) a
 CPU speed layer, `net.cpu_speed.apply`: fewer-pass fusion formulas, the (+) as `net.cpu_speed.add_hw`,
 global average pooling as a mean and grouped convs of group width 4/8 with plain-layout copies in
 training; training with plain hybridize, as the records in docs/bench/ were measured (the scripts now
-add static_alloc, README pitfall 13); inference through `utils.train.hybridize_for_inference`: the
+add static_alloc, docs/pitfalls.md §1); inference through `utils.train.hybridize_for_inference`: the
 fusion rewrites only, oneDNN `optimize_for` with conv+BN(+ReLU/+sum) folding and static_alloc;
 intermediate columns without optimize_for / static_alloc), windows interleaved so that both see the
 same load; each fusion's time overhead over its plain host next to its FLOPs overhead (utils.flops,

@@ -283,7 +283,7 @@ def _path_mark(r):
 
 
 def markdown_tables(rec):
-    """The README/docs tables of a suite record (a dict as written by --json)."""
+    """The docs/performance.md tables of a suite record (a dict as written by --json)."""
     m = rec["machine"]
     out = [f"{m['cpu_model']}, {m['usable_cores']} usable cores, OMP_NUM_THREADS={rec['threads']}, "
            f"MXNet {rec['mxnet_version']} (MKLDNN {'on' if rec['mkldnn'] else 'off'}); medians of "
@@ -306,7 +306,7 @@ def markdown_tables(rec):
     out.append(_md(["model", "batch", "input", "train base", "train fast", "train x", "infer base",
                     "infer fast fusions", "+static_alloc", "+oneDNN (fast)", "infer x", "max rel err"], rows))
     if any(_path_mark(r) for r in rec["models"]):
-        out += ["", "‡ optimize_for failed (MXNet 1.9.1's conv+sum bug, README pitfall 17): the inference path "
+        out += ["", "‡ optimize_for failed (MXNet 1.9.1's conv+sum bug, docs/pitfalls.md §5): the inference path "
                 "keeps static_alloc only, so the column repeats the static_alloc path."]
     if rec["fusion_overhead"]:
         out.append("")

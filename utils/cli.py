@@ -40,16 +40,6 @@ def positive_int(text):
     return value
 
 
-def not_implemented(script, doc, issue):
-    """Entry point of a training script that does not exist yet: --help works, anything else
-    prints one line saying so and returns 2 (never pretends to train)."""
-    parser = argparse.ArgumentParser(prog=script, description=doc.split("\n")[0])
-    parser.parse_known_args()
-    print(f"{script}: not implemented yet (tracked in the {issue} issue); "
-          "build models with net.get_model(...) meanwhile", file=sys.stderr)
-    return EXIT_USAGE
-
-
 class Parser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` whose usage errors are one line (the option and what is wrong,
     then where the options are listed) instead of the usage block, with exit status 2."""

@@ -183,7 +183,7 @@ class Classification(Task):
             for x in xs:
                 # MXNet updates BatchNorm moving statistics in the backward pass, which it prunes
                 # for the parameter-free input BN unless the input needs a gradient: without this
-                # the input BN's statistics would stay 0/1 (README)
+                # the input BN's statistics would stay 0/1 (docs/official-behaviour.md, item 11)
                 x.attach_grad()
         return xs, targets
 

@@ -7,8 +7,8 @@ One forward pass of a zero 1x3xSxS input (S = the model's `input_size`: 32 for C
 runs with forward hooks on every Conv2D and Dense layer; each hook reads the layer's weight and the
 output shape it produced. Numbers are per image. Two conventions:
 
-* official (--official) -- exactly what open-aff's `utils/flops.py` reports (spec §7): only Conv2D and Dense
-  count; conv = in_c*kh*kw*out_c*H_out*W_out/groups with in_c read from the weight's second dimension
+* official (--official) -- exactly what open-aff's `utils/flops.py` reports (docs/official-code.md
+  §7): only Conv2D and Dense count; conv = in_c*kh*kw*out_c*H_out*W_out/groups with in_c read from the weight's second dimension
   (which MXNet already stores as in_c/groups: grouped convolutions are UNDER-counted by the factor
   `groups`), + out_c*H_out*W_out if the conv has a bias; Dense = 2*units*in - in, + units with a bias.
   A conv multiply-add is 1 FLOP. This is the convention of the paper's 4.1 / 4.3 GFLOPs (ResNet-50 vs
@@ -30,7 +30,7 @@ the CPU speed layer (net.cpu_speed: fewer passes, e.g. 2*(x + w*(y - x)) for AFF
 executes -- so "elem" is an estimate of memory-bound work, not a reproduction of anything official.
 
 Parameters: total = every element of `collect_params()`, BatchNorm running statistics included (as the
-official tool and spec §2.7), trainable = grad_req != 'null'; printed in millions.
+official tool and docs/official-code.md §2.7), trainable = grad_req != 'null'; printed in millions.
 
 The model must NOT be hybridized (hooks do not fire inside a cached graph): count a fresh
 `net.get_model(...)`. An uninitialised model is initialised on the CPU.
@@ -59,8 +59,8 @@ MODES = ('macs', 'official')
 
 #: the one-line statement of each convention printed above the tables
 CONVENTION = {
-    'official': ("FLOPs (G) = open-aff utils/flops.py (spec §7): Conv2D + Dense only, a conv multiply-add = "
-                 "1 FLOP, grouped convs under-counted by `groups`, conv biases + out_c*H*W, Dense "
+    'official': ("FLOPs (G) = open-aff utils/flops.py (docs/official-code.md §7): Conv2D + Dense only, "
+                 "a conv multiply-add = 1 FLOP, grouped convs under-counted by `groups`, conv biases + out_c*H*W, Dense "
                  "2*units*in - in (+units); params include BN running stats"),
     'macs': ("GMACs = multiply-accumulates of Conv2D + Dense (grouped convs counted fully, biases ignored); "
              "GFLOPs = 2 x GMACs; elem (G) = other operators' element-wise work (BN, activations, pooling, "

@@ -2,14 +2,14 @@
 
 CIFAR (``train_cifar.py --recipe NAME``):
 
-* ``official`` -- the argparse defaults of the official HEAD ``train_cifar.py`` (spec §4.2),
+* ``official`` -- the argparse defaults of the official HEAD ``train_cifar.py`` (docs/official-code.md §4.2),
   untouched, so that open-aff command lines mean what they meant;
 * ``paper`` -- Table 2 + supplement for the ablation tables (Tables 3, 4, S1): Nesterov,
   lr 0.2, x0.1 at epochs 300 and 350, 400 epochs, batch 128 on one device, wd 1e-4 on every
   parameter, no mixup, no label smoothing, no AutoAugment, the 20 coarse labels on the
-  official 100-output head -- what the paper actually ran (spec §4.6 item 1);
+  official 100-output head -- what the paper actually ran (docs/official-code.md §4.6 item 1);
 * ``released`` -- the settings recorded in the log of the released fine-label AFF-ResNet-32
-  checkpoint (0.8357; spec §3.4, §5): 640 epochs, lr 0.2, step decay at 300/450 shifted by
+  checkpoint (0.8357; docs/official-code.md §3.4, §5): 640 epochs, lr 0.2, step decay at 300/450 shifted by
   the 10 warmup epochs (290/440, as the official script did), AutoAugment, mixup alpha 1
   switched off for the last 40 epochs, label smoothing 0.1, ``--no-wd`` (which the official
   script only honours with ``--cosine``), b5 / width x4 AFF-ResNet-32 on the fine labels;

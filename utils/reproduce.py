@@ -15,8 +15,8 @@ IMAGENET/rec/{train,val}.{rec,idx}), --stopsign-dir (STOPSIGN) and --coco-root.
 One training run serves every cell it produced: Table 3's "Global + Local" row and Table 4's
 "AFF (ours)" row (and Table S1's AFF / Iterative AFF rows) are the same configurations, so they map
 to one command and one output directory, named after the first table in :data:`RUN_PRECEDENCE`
-(``logs/table4/resnet/aff_b2``).  Cells whose script or network does not exist yet print
-``# not runnable yet: <reason>``;
+(``logs/table4/resnet/aff_b2``).  Every cell's script exists (train_cifar.py, train_imagenet.py,
+train_seg.py); a cell whose model is not in the registry prints ``# not runnable yet: <reason>``;
 cells that are no training result (Table S2, other papers' rows of Table 5, parameter counts) print
 ``# no command: <reason>``.
 
@@ -67,18 +67,6 @@ def script_ref(script, workdir=None):
     """How a command that runs in ``workdir`` names ``script``: bare in :data:`ROOT`, else by path."""
     workdir = default_workdir() if workdir is None else workdir
     return script if os.path.abspath(workdir) == ROOT else os.path.join(ROOT, script)
-
-
-def script_status(script):
-    """``(ready, reason)``: a training script is ready when it exists and is not a stub."""
-    path = paths.script(script)
-    if not os.path.isfile(path):
-        return False, '%s does not exist yet' % script
-    with open(path, encoding='utf-8') as f:
-        source = f.read()
-    if 'not_implemented(' in source:
-        return False, '%s is not implemented yet (a stub until its issue lands)' % script
-    return True, ''
 
 
 def run_key(cell):
@@ -153,8 +141,8 @@ def command(cell, seed=0, data_dir='DATA', imagenet_dir='IMAGENET', stopsign_dir
 
 
 def status(cell):
-    """``(kind, reason)``: kind 'run' (runnable now), 'pending' (script or network missing) or
-    'none' (no training run behind the cell)."""
+    """``(kind, reason)``: kind 'run' (runnable now), 'pending' (the cell's model is not in the
+    registry) or 'none' (no training run behind the cell)."""
     if cell.model is None:
         if cell.table == 'S2':
             return 'none', 'an analytic FLOPs count, not a training result'
@@ -169,15 +157,12 @@ def status(cell):
                         % (head.group(1) if head else cell.model))
     if run_key(cell) is None:
         return 'none', '%s, not a training result' % _NOT_A_RUN.get(cell.metric, cell.metric)
-    script = _SCRIPT_OF_SCENARIO[cell.scenario]
-    ready, why = script_status(script)
-    reasons = [] if ready else [why]
     if not cell.available:
         what = {'inception': 'the Inception-ResNet-20-b networks',
                 'fpn': 'the ResNet-20-b + FPN networks and the StopSign data'}.get(
                     cell.scenario, 'the network')
-        reasons.append('%s do not exist yet (planned name %s)' % (what, cell.model))
-    return ('run', '') if not reasons else ('pending', '; '.join(reasons))
+        return 'pending', '%s do not exist yet (planned name %s)' % (what, cell.model)
+    return 'run', ''
 
 
 def caveat(cell):

@@ -1,7 +1,7 @@
 """Training machinery shared by the scripts, with the official open-aff semantics.
 
 * :func:`lr_schedule` -- per-iteration learning rate from GluonCV's ``LRScheduler`` /
-  ``LRSequential`` (spec §4.4), including the official "decay epochs shifted by the warmup
+  ``LRSequential`` (docs/official-code.md §4.4), including the official "decay epochs shifted by the warmup
   length" of the HEAD CIFAR script;
 * :func:`mixup` and :func:`smooth_one_hot` -- targets as the official scripts build them;
 * :func:`make_trainer` -- NAG with ``--no-wd`` (BatchNorm gamma/beta and biases exempt);
@@ -264,7 +264,7 @@ def hybridize_for_training(model, ctx):
     Static allocation always; static *shapes* (what the official scripts ask for too) only when
     every context is a GPU: on the CPU, MXNet 1.9.1 with ``static_shape=True`` shows stale
     BatchNorm moving statistics in the parameter arrays (zeros, or those of earlier steps) and
-    ends a multi-context run with wrong statistics (README pitfall 13), while ``static_alloc``
+    ends a multi-context run with wrong statistics (docs/pitfalls.md §1), while ``static_alloc``
     alone is bit-identical to plain ``hybridize()`` (tests/test_train_utils.py) and faster: it
     spares MXNet's pool-less CPU storage its page faults (AFF-ResNet-20-b1, batch 32, 2 threads:
     48-56 -> 41-42 ms per step, two interleaved rounds).
@@ -296,7 +296,7 @@ def hybridize_for_inference(model, x):
     model's (first) context; other batch shapes re-partition on first use.
 
     MXNet 1.9.1's ``optimize_for`` fails ("Cannot find arg ...") when a pre-activation block's last
-    convolution feeds only the residual sum (the plain CIFAR ResNets and FPNs; README pitfall 17).  Then, as
+    convolution feeds only the residual sum (the plain CIFAR ResNets and FPNs; docs/pitfalls.md §5).  Then, as
     after any other failure, the model keeps static allocation only -- measured faster there than
     rerouting the sums around oneDNN's conv+sum fusion (docs/performance.md) -- and the sentence says so.
     """

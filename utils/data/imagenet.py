@@ -35,13 +35,13 @@ pipeline of RecordIO + AutoAugment normalises with ``REC_MEAN_RGB / 255`` and ``
 its training inputs match the RecordIO validation iterator.
 
 AutoAugment (``auto_augment``).  The official script imported autogluon's ImageNet AutoAugment only in its
-image-folder DataLoader path and silently ignored it with ``--use-rec`` (spec section 4.3).  Here it works
-in both modes: with ``--use-rec`` the training images are decoded from the ``.rec`` by Gluon
+image-folder DataLoader path and silently ignored it with ``--use-rec`` (docs/official-code.md §4.3).
+Here it works in both modes: with ``--use-rec`` the training images are decoded from the ``.rec`` by Gluon
 (``ImageRecordDataset``, :class:`RecordImageDataset`) instead of ``ImageRecordIter`` (slower: Python
 decoding/augmentation in ``num_workers`` processes, not C++ threads).  Position: FIRST, on the decoded
-uint8 image at its stored resolution, before RandomResizedCrop -- prepended to the transform list.  The
-spec (4.3) does not record where the ImageNet script put it; the official CIFAR script prepends it, before
-RandomCrop (spec 4.2), and we follow that convention.
+uint8 image at its stored resolution, before RandomResizedCrop -- prepended to the transform list.  Where
+the official ImageNet script put it is not recorded (docs/official-code.md §4.3); the official CIFAR script
+prepends it, before RandomCrop (docs/official-code.md §4.2), and we follow that convention.
 (The AutoAugment paper's reference code applies it after crop+resize; our translate magnitudes are
 relative to the image size, so the position changes the scale of geometric ops only a little.)
 ``auto_augment``: False/None (off), True (the ImageNet policy), a policy name or a custom policy

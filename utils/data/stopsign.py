@@ -2,7 +2,7 @@
 
 **This is our construction, not the authors'.**  The paper says only "StopSign (a subset of
 COCO)" with "a large scale variation issue" (Sec. 5, supplement); its images, masks and split
-were never published (``../shared/reference/ecosystem.md`` §5).  :func:`build_stopsign` makes:
+were never published (docs/segmentation.md, "StopSign").  :func:`build_stopsign` makes:
 
 * **images**: every COCO 2017 image with at least one ``stop sign`` annotation (category id 13),
   crowd annotations included -- COCO's own train2017 / val2017 split (train / val);
