@@ -1,7 +1,8 @@
 """ONNX export of registry models, checked in ONNX Runtime against MXNet (docs/onnx.md).
 
 Usage: python -m utils.export --model NAME [--params FILE | --pretrained] [--input-size S] [--batch-size B]
-                              [--out FILE.onnx] [--classes N] [--set KEY=VALUE] [--no-verify] [--bench]
+                              [--out FILE.onnx] [--classes N] [--set KEY=VALUE] [--seed N] [--no-verify]
+                              [--float64] [--bench [--bench-windows N]]
        python -m utils.export --all-families [--markdown]      (the status table of docs/onnx.md)
 
 The network is built from the registry in inference mode with the official modules of net/ (the CPU
@@ -9,31 +10,39 @@ speed layer, net.cpu_speed, is never applied for export; a block that carries it
 its weights are loaded (--params FILE written by `save_parameters`, --pretrained the released
 checkpoint; neither: seeded random weights, see `random_weights`), it is hybridized, and one forward
 pass writes a temporary symbol/params pair that MXNet's own exporter, `mx.onnx.export_model`,
-converts to ONNX.
+converts to ONNX. The input shape (batch included) is fixed in the file.
 
 Opset: MXNet 1.9.1's exporter has translations for opsets 12 and 13 only, and no `opset_version`
-argument: it stamps the model with the installed onnx's newest opset (`onnx.defs.onnx_opset_version()`),
-so with any onnx that has Python 3.11 wheels (>= 1.13, opset >= 18) the file claims an opset whose
-ReduceMean takes `axes` as an input and ONNX Runtime refuses it ("Unrecognized attribute: axes for
-operator ReduceMean"). The export therefore runs with that function answering 13, the opset the
-translations were written for: nodes and the opset stamp agree. The exporter also needs `onnx.mapping`,
-which onnx removed in 1.19; requirements.txt pins onnx 1.18.0, the newest release that has it.
+argument: it takes the installed onnx's newest opset (`onnx.defs.onnx_opset_version()`) for the stamp
+and validates its graph with onnx.checker's default context, which has that opset too. With any onnx
+that has Python 3.11 wheels (>= 1.13, opset >= 18) that fails ("Unrecognized attribute: axes for
+operator ReduceMean": opset 18 made ReduceMean's axes an input). The export therefore runs with both
+answering 13, the opset the translations were written for: nodes, check and stamp agree. The exporter
+also imports `onnx.mapping`, which onnx removed in 1.19; requirements.txt pins onnx 1.18.0, the newest
+release that has it.
 
-After the export the file is tidied (the weights are listed as initializers only, not also as graph
-inputs, so that ONNX Runtime may fold them; the IR version is the lowest that opset 13 needs) and passes
-`onnx.checker.check_model`. BatchNorm is not folded in the file: MXNet's exporter writes inference-mode
-BatchNormalization nodes with the running statistics (ONNX Runtime folds them into the convolutions
-when it loads the model, as its graph optimisation does by default).
+Before the exporter runs, the symbol is made exportable without changing its function
+(`_symbol_and_params`, `_static_symbol`): fixed-gamma BatchNorms get gamma = 1 (what MXNet computes;
+the translation would pass the stored gamma on), Reshapes with the codes -2/-3/-4 get explicit shapes,
+BilinearResize2D in mode 'like' gets its height and width, and im2col (no translation) becomes a
+one-hot grouped convolution. After it, the file is tidied (weights as initializers only, not also as
+graph inputs, so that ONNX Runtime may fold them; align_corners=False resizes in 'half_pixel' mode; the
+IR version is the lowest that opset 13 needs) and passes `onnx.checker.check_model`. BatchNorm is not
+folded in the file: MXNet's exporter writes inference-mode BatchNormalization nodes with the running
+statistics (ONNX Runtime folds them into the convolutions when it loads the model, as its default graph
+optimisation does).
 
 Verification (unless --no-verify): ONNX Runtime (CPUExecutionProvider, intra-op threads = MXNet's
 OpenMP threads) runs the file on a seeded random input, MXNet runs the same hybridized network on the
 same input, and for every output max |ONNX - MXNet| / max |MXNet| must be <= 1e-4 (`RTOL`); one line
-gives the result, and a mismatch exits with status 1. A model or operator that cannot be exported is
-one error line naming the MXNet operator (status 2).
+gives the result, and a mismatch exits with status 1. --float64 also compares both with MXNet in
+float64 (what float32 rounding alone costs). A model or operator that cannot be exported is one error
+line naming the MXNet operator (status 2).
 
 --bench: inference images/s of ONNX Runtime and of MXNet's inference path
-(`utils.train.hybridize_for_inference`) for the same model, batch and threads: windows alternate
-between the two after warm-up; the median over windows is printed (a measurement, not a test).
+(`utils.train.hybridize_for_inference`) for the same model, batch and threads: windows of about a
+second alternate between the two after warm-up; the median over windows is printed (a measurement,
+not a test).
 """
 import ast
 import io
@@ -488,6 +497,7 @@ def export_and_verify(name, out, params=None, pretrained=False, size=None, batch
                       seed=0, check=True, float64=False, **kwargs):
     """Build, export to `out` and (if `check`) verify one model (with the float64 rounding floor if
     `float64`); an ExportResult. Raises MismatchError when an output differs beyond RTOL."""
+    check_names([name])
     onnx_modules(runtime=check)
     model, size = load_model(name, params=params, pretrained=pretrained, classes=classes, size=size,
                              seed=seed, **kwargs)
@@ -500,9 +510,11 @@ def export_and_verify(name, out, params=None, pretrained=False, size=None, batch
                                                  float64=float64)
         if result.rel_error > RTOL:
             worst = int(np.argmax(result.rel_errors))
+            floor = ("vs MXNet float64: MXNet float32 %.2e, ONNX Runtime %.2e" % result.floor
+                     if result.floor else "--float64 shows MXNet's own float32 error")
             raise MismatchError("ONNX Runtime differs from MXNet for %s: max |diff| / max |MXNet| = "
-                                "%.2e > %.0e (output %d of %d)" % (name, result.rel_error, RTOL, worst,
-                                                                  len(result.rel_errors)))
+                                "%.2e > %.0e (output %d of %d; %s)"
+                                % (name, result.rel_error, RTOL, worst, len(result.rel_errors), floor))
     return result
 
 
@@ -607,6 +619,9 @@ def parse_args(argv=None):
     p.add_argument('--seed', type=seed_int, default=0, help='seed of the random weights and input (0)')
     p.add_argument('--no-verify', action='store_true',
                    help='skip the ONNX Runtime check (onnxruntime is then not needed)')
+    p.add_argument('--float64', action='store_true',
+                   help="also compare MXNet's and ONNX Runtime's float32 outputs with MXNet in float64 "
+                   "(what float32 rounding alone costs this network)")
     p.add_argument('--bench', action='store_true',
                    help="also measure inference images/s: ONNX Runtime vs MXNet's inference path")
     p.add_argument('--bench-windows', type=positive_int, default=5,
@@ -620,8 +635,8 @@ def parse_args(argv=None):
             p.error('--all-families takes no --model / --params / --pretrained')
     elif not args.model:
         p.error('give --model NAME (or --all-families)')
-    if args.bench and args.no_verify:
-        p.error('--bench needs onnxruntime; drop --no-verify')
+    if (args.bench or args.float64) and args.no_verify:
+        p.error('--bench and --float64 need onnxruntime; drop --no-verify')
     return args
 
 
@@ -633,7 +648,8 @@ def main(argv=None):
     out = args.out or args.model + '.onnx'
     result = export_and_verify(args.model, out, params=args.params, pretrained=args.pretrained,
                                size=args.input_size, batch_size=args.batch_size, classes=args.classes,
-                               seed=args.seed, check=not args.no_verify, **dict(args.model_args))
+                               seed=args.seed, check=not args.no_verify, float64=args.float64,
+                               **dict(args.model_args))
     shape = 'x'.join(str(d) for d in result.shape)
     print('exported %s (input %s, opset %d, %d nodes) to %s' % (args.model, shape, OPSET, result.nodes,
                                                                 out))
@@ -641,6 +657,9 @@ def main(argv=None):
         print('verified in ONNX Runtime (CPU, %d thread(s)): max |diff| / max |MXNet output| = %.2e '
               '<= %.0e over %d output(s)' % (mxnet_threads(), result.rel_error, RTOL,
                                              len(result.rel_errors)))
+    if result.floor:
+        print('float64 reference (MXNet): MXNet float32 %.2e, ONNX Runtime %.2e (max |diff| / max |float64|)'
+              % result.floor)
     if args.bench:
         x = example_input(result.shape, args.seed)
         b = bench(out, result.model, x, windows=args.bench_windows)
