@@ -6,7 +6,8 @@ official-log copies, result tables, ...), the training scripts as the top-level 
 
 The requirements here are abstract (ranges, what the code imports); requirements.txt is the exact lock
 that `make venv` installs and the tests run on. Extras: `[demo]` (scikit-learn: the digits quick start),
-`[coco]` (pycocotools: building the StopSign cache from COCO), `[test]` (pytest and both of those).
+`[coco]` (pycocotools: building the StopSign cache from COCO), `[onnx]` (onnx and onnxruntime: ONNX
+export and its check, utils/export.py), `[test]` (pytest and all of those).
 
 GPU users: MXNet's CUDA builds are separate distributions. Set the environment variable
 AFF_MXNET_VARIANT to the one you want, e.g.
@@ -39,7 +40,9 @@ REQUIREMENTS = [
 ]
 DEMO = ["scikit-learn>=1.0"]  # utils/data/digits.py: the bundled digits of the quick start
 COCO = ["pycocotools>=2.0"]   # utils/data/stopsign.py: reading COCO when building the StopSign cache
-EXTRAS = {"demo": DEMO, "coco": COCO, "test": ["pytest>=7"] + DEMO + COCO}
+# utils/export.py (docs/onnx.md): MXNet 1.9.1's exporter imports onnx.mapping, gone in onnx 1.19
+ONNX = ["onnx>=1.13,<1.19", "onnxruntime>=1.18"]
+EXTRAS = {"demo": DEMO, "coco": COCO, "onnx": ONNX, "test": ["pytest>=7"] + DEMO + COCO + ONNX}
 
 
 def requirements(variant=None):

@@ -30,6 +30,7 @@ TOOLS = {
     'aff-paper-tables': ('utils.paper_tables', False),
     'aff-launch': ('utils.launch', False),
     'aff-augment': ('utils.augment', False),
+    'aff-export': ('utils.export', False),
 }
 
 
