@@ -81,3 +81,16 @@ def test_operator_profile_lists_the_operators_of_both_paths(tmp_path):
     bad = subprocess.run([sys.executable, '-m', 'utils.bench_profile', '--model', 'nope'], cwd=str(tmp_path),
                          env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith('error: ') and bad.stderr.count('\n') == 1
+
+
+def test_speed_layer_benchmark_times_three_variants_of_the_same_weights():
+    """utils.bench_layer: official / speed layer / + kernel, same weights (inference outputs agree),
+    one record per phase; no timing is asserted."""
+    from utils import bench_layer
+    for phase in ('train', 'inference'):
+        rec = bench_layer.measure('cifar_aff_resnet20_b1', 2, phase, windows=1, iters=1)
+        assert set(rec['images_per_s']) == set(bench_layer.VARIANTS)
+        assert all(v > 0 for v in rec['images_per_s'].values())
+        assert rec['notes']['official'].startswith('official')
+        assert rec['notes']['speed layer, pure tails'].startswith('CPU speed layer (net.cpu_speed)')
+    assert all(d <= 2e-5 for d in rec['max_rel_diff_vs_official'].values())
