@@ -2,7 +2,7 @@
 #   make venv    .venv with the pinned stack (re-installs only when requirements.txt changed),
 #                then the fused AFF kernel when a C++ compiler is there (else one line says it is not built)
 #   make kernels the fused AFF/MS-CAM tail library alone (net/kernels/README.md)
-#   make test    the test suite                      (extra pytest flags: make test PYTEST_ARGS='-k bench')
+#   make test    the test suite, two pytest workers (one test file each)  (extra flags: make test PYTEST_ARGS='-k bench')
 #   make demo    the quick start: trains an AFF network on the bundled digits (~2 min on 2 cores)
 #   make models  parameter table of the released models
 #   make bench   training/inference images/s of AFF-ResNet-32 (extra flags: make bench BENCH_ARGS='...')
@@ -45,7 +45,7 @@ $(STAMP): requirements.txt | $(PY)
 	@touch $@
 
 test: venv
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
 demo: venv
 	$(PY) train_cifar.py --dataset digits

@@ -42,7 +42,7 @@ DEMO = ["scikit-learn>=1.0"]  # utils/data/digits.py: the bundled digits of the 
 COCO = ["pycocotools>=2.0"]   # utils/data/stopsign.py: reading COCO when building the StopSign cache
 # utils/export.py (docs/onnx.md): MXNet 1.9.1's exporter imports onnx.mapping, gone in onnx 1.19
 ONNX = ["onnx>=1.13,<1.19", "onnxruntime>=1.18"]
-EXTRAS = {"demo": DEMO, "coco": COCO, "onnx": ONNX, "test": ["pytest>=7"] + DEMO + COCO + ONNX}
+EXTRAS = {"demo": DEMO, "coco": COCO, "onnx": ONNX, "test": ["pytest>=7", "pytest-xdist>=3"] + DEMO + COCO + ONNX}
 
 
 def requirements(variant=None):
