@@ -30,7 +30,7 @@ from . import fusion as _fu
 from . import kernels
 from .layers import GlobalAvgPool, GroupedConv2D, blocks, sigmoid
 
-__all__ = ['add_hw', 'apply', 'remove', 'rewritten', 'describe']
+__all__ = ['add_hw', 'select', 'apply', 'remove', 'rewritten', 'describe']
 
 
 def add_hw(F, x, v):
@@ -46,15 +46,21 @@ def add_hw(F, x, v):
 
 
 # ------------------------------------------------------------------------------- the rewrites
+def select(F, x, y, w, scale, full=False):
+    """The fewer-pass selection ``scale*(x + w*(y - x))`` (``z + z`` for scale 2; ``full``: w has the
+    shape of x, so element-wise kernels)."""
+    out = x + (w * (y - x) if full else F.broadcast_mul(w, y - x))
+    if scale == 2:
+        return out + out
+    return out * scale if scale != 1 else out
+
+
 class _FastSelect(object):
     """Mixin: the fewer-pass selection and, for the context-sum modules, the (+) as add_hw."""
     cpu_speed = True
 
     def _select(self, F, x, y, w, scale, full=False):
-        out = x + (w * (y - x) if full else F.broadcast_mul(w, y - x))
-        if scale == 2:
-            return out + out
-        return out * scale if scale != 1 else out
+        return select(F, x, y, w, scale, full)
 
     def _weight(self, F, t, local_att, global_att):
         loc, glo = local_att(t), global_att(t)

@@ -19,6 +19,7 @@ import mxnet as mx
 
 from net import cpu_speed
 from utils.bench import _outputs, environment, load_average, train_step_fn
+from utils.bench_suite import _copy_params
 from utils.cli import run_main
 from utils.models import build, check_names, output_classes
 
@@ -34,8 +35,7 @@ def _copies(name, size):
     made = {}
     for variant in VARIANTS:
         m = build(name, batch_size=1, size=size)[0]
-        for p, q in zip(base.collect_params().values(), m.collect_params().values()):
-            q.set_data(p.data())
+        _copy_params(base, m)
         made[variant] = m
     return made, output_classes(out), size
 

@@ -161,10 +161,9 @@ def select(F, x, y, loc, glo, scale=1, fused=True):
     context L), ``glo``: N x C x 1 x 1 (the global context g).  ``fused=False``: the speed layer's
     pure MXNet formula (``s*(x + W*(y-x))`` with ``W = sigmoid(add_hw(loc, glo))``)."""
     if not fused:
-        from ..cpu_speed import add_hw
+        from ..cpu_speed import add_hw, select as pure_select
         from ..layers import sigmoid
-        out = x + sigmoid(F, add_hw(F, loc, glo)) * (y - x)
-        return out + out if scale == 2 else (out * scale if scale != 1 else out)
+        return pure_select(F, x, y, sigmoid(F, add_hw(F, loc, glo)), scale, full=True)
     _require()
     return F.aff_tail(y, x, loc, glo, scale=float(scale))
 
