@@ -110,14 +110,10 @@ _KERNEL_TAILS = ((_fu.IAFF, _KernelIAFF), (_fu.MSCAM, _KernelMSCAM),
 
 
 class _FastHalfAFF(_FastSelect):
-    def hybrid_forward(self, F, x, y):
-        t = x + y
-        loc = self.local_att(t)
-        glo = F.broadcast_sub(F.broadcast_add(loc, self.global_att(t)), loc)
+    def _concat(self, F, loc, glo):
         # a plain-layout copy of the concatenation: without it the training backward of the post
         # conv dies of a floating-point exception in MXNet 1.9.1's oneDNN (docs/pitfalls.md §11)
-        both = F.slice_axis(F.concat(loc, glo, dim=1), axis=1, begin=0, end=None)
-        return self._select(F, x, y, self.post(both), 2, full=True)
+        return F.slice_axis(F.concat(loc, glo, dim=1), axis=1, begin=0, end=None)
 
 
 class _MeanPool(object):

@@ -430,7 +430,10 @@ class HalfAFF(_Fusion):
         t = x + y
         loc = self.local_att(t)
         glo = F.broadcast_sub(F.broadcast_add(loc, self.global_att(t)), loc)   # as the official code
-        return self._select(F, x, y, self.post(F.concat(loc, glo, dim=1)), 2, full=True)
+        return self._select(F, x, y, self.post(self._concat(F, loc, glo)), 2, full=True)
+
+    def _concat(self, F, loc, glo):
+        return F.concat(loc, glo, dim=1)
 
 
 def _post(channels, in_channels, norm_layer=None, norm_kwargs=None):

@@ -83,8 +83,9 @@ def test_operator_profile_lists_the_operators_of_both_paths(tmp_path):
     assert bad.returncode == 2 and bad.stderr.startswith('error: ') and bad.stderr.count('\n') == 1
 
 
-def test_speed_layer_benchmark_times_three_variants_of_the_same_weights():
-    """utils.bench_layer: official / speed layer / + kernel, same weights (inference outputs agree),
+def test_speed_layer_benchmark_times_four_variants_of_the_same_weights():
+    """utils.bench_layer: open-aff's plain hybridize / official with static_alloc / speed layer /
+    + kernel, same weights (inference outputs agree),
     one record per phase; no timing is asserted."""
     from utils import bench_layer
     for phase in ('train', 'inference'):
@@ -92,5 +93,27 @@ def test_speed_layer_benchmark_times_three_variants_of_the_same_weights():
         assert set(rec['images_per_s']) == set(bench_layer.VARIANTS)
         assert all(v > 0 for v in rec['images_per_s'].values())
         assert rec['notes']['official'].startswith('official')
+        assert rec['notes']['open-aff hybridize()'] == 'official, plain hybridize()'
         assert rec['notes']['speed layer, pure tails'].startswith('CPU speed layer (net.cpu_speed)')
     assert all(d <= 2e-5 for d in rec['max_rel_diff_vs_official'].values())
+    row = bench_layer.markdown([rec]).splitlines()[-1]
+    ips = rec['images_per_s']
+    assert row.startswith('| cifar_aff_resnet20_b1 | inference | 2 |')
+    assert row.endswith('| %.2fx | %.2fx |' % (ips['speed layer + fused kernel'] / ips['official'],
+                                                ips['speed layer + fused kernel'] / ips['open-aff hybridize()']))
+
+
+def test_environment_benchmark_alternates_settings_in_child_processes(tmp_path, monkeypatch):
+    """utils.bench_env: each setting's variables reach its child (its environment record says so),
+    the default's child has none of them; medians per setting, phase and variant; no timing asserted."""
+    from utils import bench_env, bench_layer
+    monkeypatch.setattr(bench_env, 'SETTINGS', {'default': {}, 'glibc': {'MALLOC_MMAP_MAX_': '0'}})
+    monkeypatch.delenv('MALLOC_MMAP_MAX_', raising=False)
+    out = tmp_path / 'env.json'
+    assert bench_env.main(['--model', 'cifar_aff_resnet20_b1', '--batch-size', '2', '--rounds', '1',
+                           '--windows', '1', '--iters', '1', '--json', str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec['runs']['glibc'][0]['environment']['env']['MALLOC_MMAP_MAX_'] == '0'
+    assert 'MALLOC_MMAP_MAX_' not in rec['runs']['default'][0]['environment']['env']
+    for setting in ('default', 'glibc'):
+        assert set(rec['median_images_per_s'][setting]['train']) == set(bench_layer.VARIANTS)

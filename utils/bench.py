@@ -216,7 +216,7 @@ def environment(load_start):
     features = mx.runtime.Features()
     return {
         "threads": os.environ.get("OMP_NUM_THREADS"),
-        "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(("OMP_", "KMP_", "MXNET_"))},
+        "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(("OMP_", "KMP_", "MXNET_", "MALLOC_"))},
         "mxnet_version": mx.__version__,
         "mkldnn": features.is_enabled("MKLDNN"),
         "mxnet_features": sorted(name for name, f in features.items() if f.enabled),

@@ -2,9 +2,11 @@
 tails and with the fused kernel, timed in interleaved windows of one process (images/s, medians).
 
 Usage: python -m utils.bench_layer --models A,B,... [--batch-size 128] [--windows 5] [--iters 3] [--json F]
+       python -m utils.bench_layer --markdown F.json      # the table of a record (docs/performance.md)
 
 Training: forward + backward + SGD step, hybridized with static_alloc as the scripts do on the CPU
-(`utils.train.hybridize_for_training`; the official variant without the speed layer). Inference:
+(`utils.train.hybridize_for_training`; the official variant without the speed layer), and, as open-aff
+ran it, the official structure with a plain ``hybridize()`` (what static_alloc alone is worth). Inference:
 `utils.train.hybridize_for_inference` (the official variant: static_alloc + static_shape, as the
 official code). Every variant starts from the same weights; the inference outputs are compared with the
 official network's. A measurement, not a test: run it on a quiet machine.
@@ -25,9 +27,10 @@ from utils.models import build, check_names, output_classes
 
 __all__ = ['VARIANTS', 'measure', 'main']
 
-#: variant -> (speed layer applied, fused kernel asked for)
-VARIANTS = {'official': (False, False), 'speed layer, pure tails': (True, False),
-            'speed layer + fused kernel': (True, True)}
+#: variant -> (speed layer applied, fused kernel asked for); 'official' is the reference of the
+#: output comparison, 'open-aff hybridize()' the official scripts' plain hybridize (both phases)
+VARIANTS = {'official': (False, False), 'open-aff hybridize()': (False, False),
+            'speed layer, pure tails': (True, False), 'speed layer + fused kernel': (True, True)}
 
 
 def _copies(name, size):
@@ -42,6 +45,9 @@ def _copies(name, size):
 
 def _prepare(model, variant, phase, x):
     speed, fused = VARIANTS[variant]
+    if variant == 'open-aff hybridize()':
+        model.hybridize()
+        return 'official, plain hybridize()'
     if phase == 'train':
         note = cpu_speed.apply(model, mx.cpu(), training=True, fused=fused) if speed else 'official'
         model.hybridize(static_alloc=True)
@@ -93,9 +99,25 @@ def measure(name, batch, phase, windows, iters, size=None):
             'notes': notes, 'max_rel_diff_vs_official': diffs}
 
 
+def markdown(records):
+    """One table row per model and phase: every variant's images/s and the default's (speed layer +
+    kernel) ratio over the official structure with static_alloc and over open-aff's plain hybridize()."""
+    names = list(VARIANTS)
+    lines = ['| model | phase | batch | ' + ' | '.join(names) + ' | x official | x open-aff |',
+             '|---|---|---:|' + '---:|' * (len(names) + 2)]
+    for rec in records:
+        ips = rec['images_per_s']
+        best = ips['speed layer + fused kernel']
+        lines.append('| %s | %s | %d | %s | %.2fx | %.2fx |' % (
+            rec['model'], rec['phase'], rec['batch_size'], ' | '.join('%.1f' % ips[v] for v in names),
+            best / ips['official'], best / ips['open-aff hybridize()']))
+    return '\n'.join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog='python -m utils.bench_layer', description=__doc__.split('\n')[0])
-    p.add_argument('--models', required=True, help='comma-separated registry names')
+    p.add_argument('--models', help='comma-separated registry names')
+    p.add_argument('--markdown', metavar='FILE', help='print the table of a --json record and exit')
     p.add_argument('--batch-size', type=int, default=128, help='images per step (default 128)')
     p.add_argument('--input-size', type=int, default=None, help='default: the model\'s own')
     p.add_argument('--phases', default='train,inference', help='train, inference or both')
@@ -103,6 +125,12 @@ def main(argv=None):
     p.add_argument('--iters', type=int, default=3, help='steps per window (default 3)')
     p.add_argument('--json', metavar='FILE', help='also write the records and the environment')
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.markdown:
+        with open(args.markdown, encoding='utf-8') as f:
+            print(markdown(json.load(f)['records']))
+        return 0
+    if not args.models:
+        p.error('--models is required (or --markdown FILE)')
     names = [n for n in args.models.split(',') if n]
     check_names(names)
     load_start = load_average()
