@@ -27,10 +27,10 @@ from utils.models import build, check_names, output_classes
 
 __all__ = ['VARIANTS', 'measure', 'main']
 
-#: variant -> (speed layer applied, fused kernel asked for); 'official' is the reference of the
-#: output comparison, 'open-aff hybridize()' the official scripts' plain hybridize (both phases)
-VARIANTS = {'official': (False, False), 'open-aff hybridize()': (False, False),
-            'speed layer, pure tails': (True, False), 'speed layer + fused kernel': (True, True)}
+#: variant -> (speed layer applied, fused kernel asked for, static_alloc); 'official' is the reference
+#: of the output comparison, 'open-aff hybridize()' the official scripts' plain hybridize (both phases)
+VARIANTS = {'official': (False, False, True), 'open-aff hybridize()': (False, False, False),
+            'speed layer, pure tails': (True, False, True), 'speed layer + fused kernel': (True, True, True)}
 
 
 def _copies(name, size):
@@ -44,8 +44,8 @@ def _copies(name, size):
 
 
 def _prepare(model, variant, phase, x):
-    speed, fused = VARIANTS[variant]
-    if variant == 'open-aff hybridize()':
+    speed, fused, static = VARIANTS[variant]
+    if not static:
         model.hybridize()
         return 'official, plain hybridize()'
     if phase == 'train':
