@@ -101,6 +101,14 @@ def test_speed_layer_benchmark_times_four_variants_of_the_same_weights():
     assert row.startswith('| cifar_aff_resnet20_b1 | inference | 2 |')
     assert row.endswith('| %.2fx | %.2fx |' % (ips['speed layer + fused kernel'] / ips['official'],
                                                 ips['speed layer + fused kernel'] / ips['open-aff hybridize()']))
+    # --markdown reads only its own records: a missing file or a suite record is one error line
+    for path, words in (('missing.json', 'cannot read benchmark record'),
+                        (os.path.join(ROOT, 'docs', 'bench', 'cifar_2threads_quiet.json'),
+                         'is not a benchmark layer record')):
+        bad = subprocess.run([sys.executable, '-m', 'utils.bench_layer', '--markdown', path], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+        assert bad.returncode == 2 and bad.stderr.startswith('error: ') and words in bad.stderr
+        assert bad.stderr.count('\n') == 1
 
 
 def test_environment_benchmark_alternates_settings_in_child_processes(tmp_path, monkeypatch):
@@ -114,6 +122,7 @@ def test_environment_benchmark_alternates_settings_in_child_processes(tmp_path, 
                            '--windows', '1', '--iters', '1', '--json', str(out)]) == 0
     rec = json.loads(out.read_text())
     assert rec['runs']['glibc'][0]['environment']['env']['MALLOC_MMAP_MAX_'] == '0'
+    assert rec['runs']['glibc'][0]['kind'] == 'layer'     # what bench_layer --markdown reads
     assert 'MALLOC_MMAP_MAX_' not in rec['runs']['default'][0]['environment']['env']
     for setting in ('default', 'glibc'):
         assert set(rec['median_images_per_s'][setting]['train']) == set(bench_layer.VARIANTS)

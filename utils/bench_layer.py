@@ -21,7 +21,7 @@ import mxnet as mx
 
 from net import cpu_speed
 from utils.bench import _outputs, environment, load_average, train_step_fn
-from utils.bench_suite import _copy_params
+from utils.bench_suite import _copy_params, _md, load_record
 from utils.cli import run_main
 from utils.models import build, check_names, output_classes
 
@@ -103,15 +103,13 @@ def markdown(records):
     """One table row per model and phase: every variant's images/s and the default's (speed layer +
     kernel) ratio over the official structure with static_alloc and over open-aff's plain hybridize()."""
     names = list(VARIANTS)
-    lines = ['| model | phase | batch | ' + ' | '.join(names) + ' | x official | x open-aff |',
-             '|---|---|---:|' + '---:|' * (len(names) + 2)]
+    rows = []
     for rec in records:
         ips = rec['images_per_s']
         best = ips['speed layer + fused kernel']
-        lines.append('| %s | %s | %d | %s | %.2fx | %.2fx |' % (
-            rec['model'], rec['phase'], rec['batch_size'], ' | '.join('%.1f' % ips[v] for v in names),
-            best / ips['official'], best / ips['open-aff hybridize()']))
-    return '\n'.join(lines)
+        rows.append([rec['model'], rec['phase'], str(rec['batch_size'])] + ['%.1f' % ips[v] for v in names]
+                    + ['%.2fx' % (best / ips['official']), '%.2fx' % (best / ips['open-aff hybridize()'])])
+    return _md(['model', 'phase', 'batch'] + names + ['x official', 'x open-aff'], rows)
 
 
 def main(argv=None):
@@ -126,8 +124,7 @@ def main(argv=None):
     p.add_argument('--json', metavar='FILE', help='also write the records and the environment')
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     if args.markdown:
-        with open(args.markdown, encoding='utf-8') as f:
-            print(markdown(json.load(f)['records']))
+        print(markdown(load_record(args.markdown, kind='layer')['records']))
         return 0
     if not args.models:
         p.error('--models is required (or --markdown FILE)')
@@ -143,7 +140,8 @@ def main(argv=None):
                                                   'images_per_s')}), flush=True)
     if args.json:
         with open(args.json, 'w', encoding='utf-8') as f:
-            json.dump({'records': records, 'environment': environment(load_start)}, f, indent=1)
+            json.dump({'kind': 'layer', 'records': records, 'environment': environment(load_start)}, f,
+                      indent=1)
     return 0
 
 

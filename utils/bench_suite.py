@@ -261,15 +261,19 @@ def run_suite(args):
 
 
 # ----------------------------------------------------------------------------------------- tables
-def load_record(path):
+#: record kind -> the command that writes it (named when another file is given)
+RECORD_WRITERS = {"suite": "python -m utils.bench --json FILE` without --model",
+                  "layer": "python -m utils.bench_layer --models ... --json FILE`"}
+
+
+def load_record(path, kind="suite"):
     try:
         with open(path, encoding="utf-8") as f:
             rec = json.load(f)
     except (OSError, ValueError) as e:
         raise AFFError(f"cannot read benchmark record {path}: {e}") from None
-    if not isinstance(rec, dict) or rec.get("kind") != "suite":
-        raise AFFError(f"{path} is not a benchmark suite record (run `python -m utils.bench --json FILE` "
-                       f"without --model)")
+    if not isinstance(rec, dict) or rec.get("kind") != kind:
+        raise AFFError(f"{path} is not a benchmark {kind} record (run `{RECORD_WRITERS[kind]})")
     return rec
 
 
