@@ -2,6 +2,7 @@
 #   make venv    .venv with the pinned stack (re-installs only when requirements.txt changed),
 #                then the fused AFF kernel when a C++ compiler is there (else one line says it is not built)
 #   make kernels the fused AFF/MS-CAM tail library alone (net/kernels/README.md)
+#   make horovod Horovod 0.28.1 built for the pinned MXNet, gloo on the CPU (docs/distributed.md; ~2 min)
 #   make test    the test suite, two pytest workers (one test file each)  (extra flags: make test PYTEST_ARGS='-k bench')
 #   make demo    the quick start: trains an AFF network on the bundled digits (~2 min on 2 cores)
 #   make models  parameter table of the released models
@@ -19,13 +20,16 @@ PYTEST_ARGS ?=
 BENCH_MODEL ?= cifar_aff_resnet32
 BENCH_ARGS  ?= --batch-size 32 --warmup 2 --windows 3 --iters 3
 
-.PHONY: venv kernels test demo models bench
+.PHONY: venv kernels horovod test demo models bench
 
 venv: $(STAMP)
 	@$(PY) net/kernels/build.py --optional
 
 kernels: $(STAMP)
 	$(PY) net/kernels/build.py
+
+horovod: $(STAMP)
+	@$(PY) -c 'import horovod.mxnet' 2>/dev/null && echo "horovod: already installed" || $(PY) -m utils.horovod install
 
 $(PY):
 	@py="$(PYTHON)"; \

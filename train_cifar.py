@@ -5,7 +5,8 @@ Every option of the official HEAD script keeps its name, default and meaning, so
 command lines run unchanged (``--model resnet --askc-type ASKCFuse --blocks 5 --channel-times 4
 --mixup --auto_aug --label-smoothing ...``).  Additions: ``--recipe``, ``--data-dir``,
 ``--label-mode``, ``--classes``, ``--era``, ``--init``, ``--seed``, ``--num-cpu-contexts``,
-``--optimizer``, ``--skip-checksum``, ``--dataset digits``; ``--model`` also takes any registry name.
+``--optimizer``, ``--skip-checksum``, ``--kv-store`` (``horovod``: one process per device, started
+with ``horovodrun``), ``--dataset digits``; ``--model`` also takes any registry name.
 docs/cifar.md describes them.
 
 Quick start (no download, a few minutes on two CPU cores):
@@ -108,7 +109,14 @@ def build_parser():
       help='nag (Nesterov, the official scripts) or sgd (plain momentum SGD: the '
       'AFINet and ACmix recipes)')
     a('--skip-checksum', action='store_true', help='accept CIFAR files whose SHA-1 differs')
+    a('--kv-store', default='device', choices=KV_STORES,
+      help='gradient aggregation: device/local/nccl within this process, or horovod (one process '
+      'per device, started with horovodrun; docs/distributed.md)')
     return p
+
+
+#: the parameter-server kvstores (dist_*) are train_imagenet.py's only
+KV_STORES = ('device', 'local', 'nccl', 'horovod')
 
 
 # --------------------------------------------------------------------------- the network
@@ -249,6 +257,8 @@ def main(argv=None):
     validate(args)
     T.seed_everything(args.seed)
     ctx, notes = T.script_contexts(args.gpus, sources['gpus'], args.num_cpu_contexts)
+    _, rank, ranks, ctx, dist_notes = T.distribution(args.kv_store, ctx)
+    notes += dist_notes
     workers, note = T.capped_workers(args.num_workers)
     notes += [note] if note else []
     if args.summary:  # no data needed: the label count follows from --dataset/--label-mode
@@ -266,20 +276,23 @@ def main(argv=None):
                        % (classes, label_classes, args.dataset, label_classes))
     notes += _notes(args, sources, classes, label_classes)
     model, name = build_net(args, classes), model_name(args)
-    total_batch = args.batch_size * len(ctx)
+    total_batch = args.batch_size * len(ctx) * ranks
     iters = len(xtr) // total_batch
     sched = schedule(args, max(iters, 1), notes)  # an empty epoch is refused by the engine
     plot_dir = args.save_plot_dir or args.logging_dir
-    probe_writable(('--save-dir', args.save_dir), ('--logging-dir', args.logging_dir),
-                   ('--save-plot-dir', plot_dir))
+    if rank == 0:
+        probe_writable(('--save-dir', args.save_dir), ('--logging-dir', args.logging_dir),
+                       ('--save-plot-dir', plot_dir))
     model.initialize(T.initializer(args.init), ctx=ctx)
     if args.mode == 'hybrid':
         notes.append(T.hybridize_for_training(model, ctx))
     trainer = T.make_trainer(model, sched, args.lr, args.wd, args.momentum,
-                             no_wd=args.no_wd and args.cosine, optimizer=args.optimizer)
+                             no_wd=args.no_wd and args.cosine, optimizer=args.optimizer,
+                             kvstore=args.kv_store)  # a name, as the official script's default
     config = {k: v for k, v in vars(args).items() if k != 'decay_epochs'}
     ckpt = CheckpointSet(args.save_dir, name)
-    Engine.clean(ckpt, notes)
+    if rank == 0:
+        Engine.clean(ckpt, notes)
     task = Classification('cifar', classes, args.num_epochs,
                           smoothing=0.1 if args.label_smoothing else 0.0, mixup=args.mixup,
                           mixup_alpha=args.mixup_alpha, mixup_off_epoch=args.mixup_off_epoch,
@@ -287,14 +300,22 @@ def main(argv=None):
     logs = os.path.join(args.logging_dir, 'train_%s' % name)
     engine = Engine(task, model, trainer, ctx, iters, total_batch, args.num_epochs, ckpt, config,
                     best='params', save_period=args.save_period,
-                    plot=(logs + '.csv', os.path.join(plot_dir, '%s_history.png' % name), name))
+                    plot=(logs + '.csv', os.path.join(plot_dir, '%s_history.png' % name), name),
+                    rank=rank)
     resume = start_from(engine, args.resume_from, '--resume-from', model, ctx)
+    shard = (rank, ranks, args.seed) if ranks > 1 else None
+    if rank != 0:  # trains and evaluates as rank 0, without logs, plots or checkpoints
+        engine.fit(*_loaders(args, xtr, ytr, xte, yte, mean, std, total_batch // ranks, workers,
+                             shard), start_epoch=resume.start_epoch, best=resume.best)
+        return 0
     with open_run_logs(logs + '.log', logs + '.csv', config, sources, notes + resume.notes,
                        'cifar', CSV_FIELDS, resume.start_epoch) as (log, csv):
-        log.info('%d training images, %d test images, %d iterations per epoch of %d images'
-                 % (len(xtr), len(xte), iters, total_batch))
+        log.info('%d training images%s, %d test images, %d iterations per epoch of %d images'
+                 % (len(xtr), ' (%d per rank)' % (len(xtr) // ranks) if ranks > 1 else '',
+                    len(xte), iters, total_batch))
         engine.log, engine.csv = log, csv
-        train_data, test_data = _loaders(args, xtr, ytr, xte, yte, mean, std, total_batch, workers)
+        train_data, test_data = _loaders(args, xtr, ytr, xte, yte, mean, std, total_batch // ranks,
+                                         workers, shard)
         best = engine.fit(train_data, test_data, resume.start_epoch, resume.best)
         log.info('best val=%.4f' % best)
     return 0
@@ -303,7 +324,9 @@ def main(argv=None):
 CSV_FIELDS = ['epoch', 'train', 'train_metric_name', 'val', 'loss', 'lr', 'time']
 
 
-def _loaders(args, xtr, ytr, xte, yte, mean, std, total_batch, workers):
+def _loaders(args, xtr, ytr, xte, yte, mean, std, batch, workers, shard=None):
+    """(train, test) loaders of ``batch`` images (this process's devices); ``shard``: ``(rank,
+    ranks, seed)`` of a Horovod run (the training images of this rank's part)."""
     from utils import data as D
     aug = None
     if args.auto_aug:
@@ -311,10 +334,10 @@ def _loaders(args, xtr, ytr, xte, yte, mean, std, total_batch, workers):
         aug = AutoAugment('cifar10', seed=args.seed)
     train_set = D.ArrayImageDataset(xtr, ytr)
     test_set = D.ArrayImageDataset(xte, yte)
-    train = D.make_loader(train_set, total_batch, True, workers,
-                          D.train_transform(mean, std, auto_augment=aug,
-                                                            flip=args.dataset != 'digits'))
-    test = D.make_loader(test_set, total_batch, False, workers, D.test_transform(mean, std))
+    train = D.make_loader(train_set, batch, True, workers,
+                          D.train_transform(mean, std, auto_augment=aug, flip=args.dataset != 'digits'),
+                          shard=shard)
+    test = D.make_loader(test_set, batch, False, workers, D.test_transform(mean, std))
     return train, test
 
 

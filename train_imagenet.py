@@ -6,9 +6,10 @@ Every option of the official HEAD script keeps its name, default and meaning (``
 --last-gamma --dtype float16 ...``); ``--scenario ResNet|ResNeXt`` of the 806562e script is
 accepted too.  Additions: ``--recipe`` (official, paper, paper_sota, released, afinet, acmix),
 ``--era``, ``--classes``, ``--eval``, ``--pretrained``, ``--kv-store`` (including the parameter
-server: ``dist_sync``, ``dist_device_sync``, ``dist_async``; start the processes with ``python -m
-utils.launch``), ``--seed``, ``--num-cpu-contexts``, ``--rec-verify``, ``--optimizer``; ``--model``
-also takes any registry name.  docs/imagenet.md describes them.
+server: ``dist_sync``, ``dist_device_sync``, ``dist_async``, started with ``python -m
+utils.launch``; and ``horovod``, started with ``horovodrun``), ``--seed``, ``--num-cpu-contexts``,
+``--rec-verify``, ``--optimizer``; ``--model`` also takes any registry name.  docs/imagenet.md and
+docs/distributed.md describe them.
 
     python train_imagenet.py --eval --model aff_resnet50 --pretrained --use-rec --rec-val ...
 """
@@ -117,7 +118,8 @@ def build_parser():
     a('--pretrained', action='store_true', help='with --eval: the released checkpoint of the '
       'registry --model')
     a('--kv-store', default='device', help='local, device, nccl, dist_sync, dist_device_sync, '
-      'dist_async (start dist_* runs with python -m utils.launch)')
+      'dist_async (start dist_* runs with python -m utils.launch), horovod (start with '
+      'horovodrun; docs/distributed.md)')
     a('--seed', type=seed_int, default=0, help='seed of MXNet, NumPy, Python and the data order')
     a('--num-cpu-contexts', type=positive_int, default=1, help='CPU devices when training on the '
       'CPU')
@@ -199,7 +201,7 @@ def validate(args):
                        % (args.start_layer, args.askc_type))
 
 
-KV_STORES = ('local', 'device', 'nccl', 'dist_sync', 'dist_device_sync', 'dist_async')
+KV_STORES = ('local', 'device', 'nccl', 'dist_sync', 'dist_device_sync', 'dist_async', 'horovod')
 
 
 def _dtype(args, sources, num_gpus, notes):
@@ -287,10 +289,8 @@ def main(argv=None):
                                    sources['num_gpus'], args.num_cpu_contexts, '--num-gpus',
                                    args.num_gpus)
     dtype = _dtype(args, sources, sum(c.device_type == 'gpu' for c in ctx), notes)
-    kv = mx.kv.create(args.kv_store)
-    rank, workers_dist = kv.rank, kv.num_workers
-    if workers_dist > 1:
-        notes.append('parameter server %s: worker %d of %d' % (args.kv_store, rank, workers_dist))
+    kv, rank, workers_dist, ctx, dist_notes = T.distribution(args.kv_store, ctx)
+    notes += dist_notes
     model, name = build_net(args), model_name(args)
     if args.summary:
         print('%s: %d parameters' % (name, count_params(model)[1]))

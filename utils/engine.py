@@ -73,6 +73,14 @@ def probe_writable(*dirs):
                            % (flag, d, e.strerror or e)) from None
 
 
+def _at_epoch(source, epoch):
+    """A shard sampler shuffles by (seed, rank, epoch): a resumed run reads its epoch's order."""
+    from utils.data.transforms import ShardBatchSampler
+    sampler = getattr(source, '_batch_sampler', None)
+    if isinstance(sampler, ShardBatchSampler):
+        sampler.epoch = epoch
+
+
 def batches(source, what='the data'):
     """``(data, label, pad)`` from an ``mx.io.DataIter`` (reset first) or a DataLoader.
 
@@ -382,6 +390,7 @@ class Engine(object):
             tic = btic = time.time()
             metric = task.metric(epoch)
             loss_sum, seen = 0.0, 0
+            _at_epoch(train_data, epoch)
             source = T.progress(batches(train_data, 'the training data'), self.iters,
                                 'epoch %d' % epoch, show_bar)
             for i, (x, y, _) in enumerate(source):
@@ -431,6 +440,8 @@ class Engine(object):
                 except OSError as e:  # the checkpoint is committed: say it, go on
                     self._warn('WARNING: the history plot %s was not written (%s)'
                                % (self.plot[1], e.strerror or e), epoch)
+        # Horovod: a rank that left early would shut the job down under rank 0's last save
+        getattr(trainer, 'barrier', lambda: None)()
         return best
 
     def _warn(self, line, epoch):

@@ -163,6 +163,9 @@ def make_trainer(net, lr_scheduler, lr, wd, momentum, no_wd=False, optimizer='na
         opts['learning_rate'] = lr
     if multi_precision:
         opts['multi_precision'] = True
+    if kvstore == 'horovod':
+        from utils import horovod
+        return horovod.make_trainer(params, optimizer, opts)
     kv_type = getattr(kvstore, 'type', kvstore) or ''
     # dist_*: update on the parameter servers (MXNet's default).  The alternative, all-reduced
     # gradients applied by each worker (update_on_kvstore=False), races with the hybridized
@@ -175,6 +178,27 @@ def make_trainer(net, lr_scheduler, lr, wd, momentum, no_wd=False, optimizer='na
     opt = trainer._optimizer
     opt.wd_mult.update({i: p.wd_mult for i, p in opt.param_dict.items() if p.wd_mult != 1.0})
     return trainer
+
+
+def distribution(kv_store, ctx):
+    """``(kvstore, rank, size, ctx, notes)`` of ``--kv-store``: MXNet's kvstore (``dist_*``: this
+    worker's rank among the ps-lite workers) or ``'horovod'`` (the rank among the Horovod
+    processes, on its one device: :func:`utils.horovod.device`)."""
+    if kv_store == 'horovod':
+        from utils import horovod
+        hvd = horovod.load()
+        ctx, note = horovod.device(hvd, ctx)
+        return kv_store, hvd.rank(), hvd.size(), ctx, [note]
+    try:
+        kv = mx.kv.create(kv_store)
+    except mx.base.MXNetError as e:  # nccl without an NCCL build, dist_* without its variables
+        reason = [ln for ln in str(e).splitlines() if ln.strip()][-1].replace('MXNetError: ', '')
+        raise AFFError('--kv-store %s is not available here (MXNet: %s); use --kv-store device%s'
+                       % (kv_store, reason.strip(), ' or start the processes with python -m '
+                          'utils.launch' if 'dist' in kv_store else '')) from None
+    notes = ['parameter server %s: worker %d of %d' % (kv_store, kv.rank, kv.num_workers)] \
+        if kv.num_workers > 1 else []
+    return kv, kv.rank, kv.num_workers, ctx, notes
 
 
 def states_savable(trainer):

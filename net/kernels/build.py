@@ -29,6 +29,11 @@ KERNEL_FLAGS = ('-std=gnu++17', '-O3', '-fno-math-errno', '-fno-trapping-math', 
                 '-fPIC', '-Wall')
 #: MXNet's lib_api glue: plain -O2 (it runs once per operator call, outside the loops)
 GLUE_FLAGS = ('-std=gnu++17', '-O2', '-fPIC')
+#: -Bsymbolic: the library's own symbols bind inside it.  libmxnet.so defines 134 of the same
+#: lib_api C++ symbols; Horovod's MXNet module links libmxnet.so into the global symbol scope,
+#: and a library loaded after it bound its op registration to libmxnet's copies: SIGFPE in the
+#: library's initialisers (tests/test_horovod.py loads both)
+LINK_FLAGS = ('-shared', '-fopenmp', '-s', '-Wl,-Bsymbolic')
 
 
 class BuildError(RuntimeError):
@@ -51,7 +56,7 @@ def sources_hash():
     for name in SOURCES:
         with open(os.path.join(HERE, name), 'rb') as f:
             h.update(name.encode() + b'\0' + f.read() + b'\0')
-    h.update(' '.join(KERNEL_FLAGS + GLUE_FLAGS).encode())
+    h.update(' '.join(KERNEL_FLAGS + GLUE_FLAGS + LINK_FLAGS).encode())
     return h.hexdigest()[:16]
 
 
@@ -138,8 +143,7 @@ def build(force=False, lib=LIB_PATH):
             ('compiling lib_api.cc', cxx + list(GLUE_FLAGS) + [
                 '-I' + include, '-c', glue, '-o', glue_o])])
         tmp_lib = os.path.join(tmp, LIB_NAME)
-        _run_parallel([('linking', cxx + ['-shared', '-fopenmp', '-s', kernel_o, glue_o,
-                                          '-o', tmp_lib])])
+        _run_parallel([('linking', cxx + list(LINK_FLAGS) + [kernel_o, glue_o, '-o', tmp_lib])])
         # rename, never overwrite in place: a process may have the old library mapped
         os.replace(tmp_lib, lib)
     stamp = dict(expected_stamp(), compiler=' '.join(cxx), seconds=round(time.time() - t0, 1))

@@ -102,7 +102,7 @@ from mxnet import gluon
 from mxnet.gluon.data.vision import transforms
 
 from .cifar import DataError
-from .transforms import _CallableBlock, _ReseedPerProcess
+from .transforms import ShardBatchSampler, _CallableBlock, _ReseedPerProcess
 
 __all__ = ['REC_MEAN_RGB', 'REC_STD_RGB', 'IMAGENET_MEAN', 'IMAGENET_STD', 'JITTER', 'LIGHTING', 'RRC_AREA',
            'RRC_RATIO', 'val_resize', 'imagenet_train_transform', 'imagenet_val_transform', 'read_rec_index',
@@ -414,47 +414,6 @@ class ExactEpochIter(mx.io.DataIter):
 
 
 # ----------------------------------------------------------------------------------------------- Gluon side
-
-class ShardBatchSampler:
-    """Batches of a distributed worker's shard of range(n).
-
-    The indices are permuted once with ``seed`` (identical on every worker), worker ``rank`` takes the
-    contiguous slice [rank * n // num_parts, (rank + 1) * n // num_parts) (``self.indices``), and each epoch
-    reshuffles the slice (``RandomState([seed, rank, epoch])``; ``seed=None``: the permutation uses 0 and
-    the epochs numpy's global state) and yields ``(n // num_parts) // batch_size`` full batches -- the same
-    count on every worker.  ``shuffle=False`` (validation shards): no permutation, all images of the slice
-    in order, last batch partial.
-    """
-
-    def __init__(self, n, batch_size, rank=0, num_parts=1, seed=0, shuffle=True):
-        n, batch_size, rank, num_parts = int(n), int(batch_size), int(rank), int(num_parts)
-        if batch_size < 1:
-            raise DataError(f"batch size must be >= 1, got {batch_size}")
-        if num_parts < 1 or not 0 <= rank < num_parts:
-            raise DataError(f"worker rank {rank} is outside 0..{num_parts - 1}")
-        order = np.random.RandomState(0 if seed is None else seed).permutation(n) if shuffle else np.arange(n)
-        self.indices = order[rank * n // num_parts:(rank + 1) * n // num_parts]
-        self._batch, self._seed, self._rank, self._shuffle, self.epoch = batch_size, seed, rank, shuffle, 0
-        if shuffle:
-            self._num_batches = (n // num_parts) // batch_size
-            if self._num_batches == 0:
-                raise DataError(f"a training shard of {n // num_parts} images ({n} images over {num_parts} "
-                                f"worker(s)) is smaller than one batch of {batch_size}: lower the batch size")
-        else:
-            self._num_batches = -(-len(self.indices) // batch_size)
-
-    def __len__(self):
-        return self._num_batches
-
-    def __iter__(self):
-        idx = self.indices
-        if self._shuffle:
-            rng = np.random if self._seed is None else np.random.RandomState([self._seed, self._rank, self.epoch])
-            idx = idx[rng.permutation(len(idx))]
-        self.epoch += 1
-        for b in range(self._num_batches):
-            yield [int(i) for i in idx[b * self._batch:(b + 1) * self._batch]]
-
 
 class _Pipeline(gluon.data.Dataset):
     """(transform(image), label) over a dataset of (uint8 HWC image, label)."""

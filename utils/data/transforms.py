@@ -104,14 +104,56 @@ class _ReseedPerProcess(gluon.data.Dataset):
         return self._dataset[idx]
 
 
-def make_loader(dataset, batch_size, train, num_workers=0, transform=None, timeout=120):
+class ShardBatchSampler:
+    """Batches of a distributed worker's shard of range(n).
+
+    The indices are permuted once with ``seed`` (identical on every worker), worker ``rank`` takes the
+    contiguous slice [rank * n // num_parts, (rank + 1) * n // num_parts) (``self.indices``), and each epoch
+    reshuffles the slice (``RandomState([seed, rank, epoch])``; ``seed=None``: the permutation uses 0 and
+    the epochs numpy's global state) and yields ``(n // num_parts) // batch_size`` full batches -- the same
+    count on every worker.  ``shuffle=False`` (validation shards): no permutation, all images of the slice
+    in order, last batch partial.
+    """
+
+    def __init__(self, n, batch_size, rank=0, num_parts=1, seed=0, shuffle=True):
+        n, batch_size, rank, num_parts = int(n), int(batch_size), int(rank), int(num_parts)
+        if batch_size < 1:
+            raise DataError(f"batch size must be >= 1, got {batch_size}")
+        if num_parts < 1 or not 0 <= rank < num_parts:
+            raise DataError(f"worker rank {rank} is outside 0..{num_parts - 1}")
+        order = np.random.RandomState(0 if seed is None else seed).permutation(n) if shuffle else np.arange(n)
+        self.indices = order[rank * n // num_parts:(rank + 1) * n // num_parts]
+        self._batch, self._seed, self._rank, self._shuffle, self.epoch = batch_size, seed, rank, shuffle, 0
+        if shuffle:
+            self._num_batches = (n // num_parts) // batch_size
+            if self._num_batches == 0:
+                raise DataError(f"a training shard of {n // num_parts} images ({n} images over {num_parts} "
+                                f"worker(s)) is smaller than one batch of {batch_size}: lower the batch size")
+        else:
+            self._num_batches = -(-len(self.indices) // batch_size)
+
+    def __len__(self):
+        return self._num_batches
+
+    def __iter__(self):
+        idx = self.indices
+        if self._shuffle:
+            rng = np.random if self._seed is None else np.random.RandomState([self._seed, self._rank, self.epoch])
+            idx = idx[rng.permutation(len(idx))]
+        self.epoch += 1
+        for b in range(self._num_batches):
+            yield [int(i) for i in idx[b * self._batch:(b + 1) * self._batch]]
+
+
+def make_loader(dataset, batch_size, train, num_workers=0, transform=None, timeout=120, shard=None):
     """A ``gluon.data.DataLoader`` as the official script builds it.
 
     `train`: shuffle and ``last_batch='discard'`` (floor(N / batch) iterations per epoch); otherwise no
     shuffle and ``'keep'``. `transform` (if given) is applied to the image of each item
     (``dataset.transform_first``). `num_workers` > 0 uses that many worker processes (``thread_pool=False``),
     each with its own random seed; 0 loads in the calling process. `timeout`: seconds to wait for a batch
-    from a worker.
+    from a worker.  `shard`: ``(rank, num_parts, seed)`` of a distributed run -- the training batches
+    come from this rank's part (:class:`ShardBatchSampler`).
     """
     batch_size = int(batch_size)
     if batch_size < 1:
@@ -124,6 +166,9 @@ def make_loader(dataset, batch_size, train, num_workers=0, transform=None, timeo
     num_workers = max(0, int(num_workers))
     if num_workers > 0:
         dataset = _ReseedPerProcess(dataset)
+    if train and shard is not None:
+        return gluon.data.DataLoader(dataset, batch_sampler=ShardBatchSampler(len(dataset), batch_size, *shard),
+                                     num_workers=num_workers, thread_pool=False, timeout=timeout)
     return gluon.data.DataLoader(dataset, batch_size=batch_size, shuffle=bool(train),
                                  last_batch='discard' if train else 'keep', num_workers=num_workers,
                                  thread_pool=False, timeout=timeout)
