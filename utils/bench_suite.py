@@ -87,6 +87,25 @@ def _rel_err(got, want):
     return float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
 
 
+def _onnxruntime_step(name, base, x):
+    """``(step, relative error vs base, None)`` for ONNX Runtime running the export of ``base``'s
+    weights (utils.export: the official module structure; intra-op threads = MXNet's), or
+    ``(None, None, reason)`` when the model does not export."""
+    from utils import export as E
+    model = build(name, ctx=x.context, batch_size=1, size=x.shape[-1])[0]
+    _copy_params(base, model)
+    with tempfile.TemporaryDirectory(prefix="aff-bench-") as tmp:
+        path = os.path.join(tmp, "model.onnx")
+        try:
+            E.export(model, x.shape, path, name)
+            sess = E.session(path)
+        except AFFError as e:
+            return None, None, str(e)
+    feed = {sess.get_inputs()[0].name: x.asnumpy()}
+    err = _rel_err(sess.run(None, feed)[0], _outputs(base(x))[0].asnumpy())
+    return (lambda: sess.run(None, feed)), err, None
+
+
 def measure_model(name, batch, size, warmup, windows, iters):
     """Baseline vs fast training step and inference of one model; see the module docstring."""
     ctx = mx.cpu()
@@ -122,14 +141,19 @@ def measure_model(name, batch, size, warmup, windows, iters):
 
     def infer(block):
         return lambda: _outputs(block(x))
-    infer_t = _interleaved({"baseline": infer(base), "fast_hybrid": infer(fast), "static": infer(static),
-                            "fast": infer(onednn)}, warmup, windows, iters * INFER_ITERS)
+    steps = {"baseline": infer(base), "fast_hybrid": infer(fast), "static": infer(static), "fast": infer(onednn)}
+    ort_step, errors["onnxruntime"], ort_error = _onnxruntime_step(name, base, x)
+    if ort_step is not None:  # in the same alternating windows as MXNet's paths
+        steps["onnxruntime"] = ort_step
+    else:
+        del errors["onnxruntime"]
+    infer_t = _interleaved(steps, warmup, windows, iters * INFER_ITERS)
     rec = {"model": name, "batch_size": batch, "input_size": size, "classes": classes, "fusions": n_fusions,
            "train": {k: _rate(v, batch, iters) for k, v in train.items()},
            "inference": {k: _rate(v, batch, iters * INFER_ITERS) for k, v in infer_t.items()},
            "inference_iters": iters * INFER_ITERS,
            "inference_rel_err_vs_baseline": errors,
-           "inference_path": note, "onednn_error": onednn_error}
+           "inference_path": note, "onednn_error": onednn_error, "onnxruntime_error": ort_error}
     for phase in ("train", "inference"):
         r = rec[phase]
         r["speedup"] = r["fast"]["images_per_s"] / r["baseline"]["images_per_s"]
@@ -306,9 +330,16 @@ def markdown_tables(rec):
                      f"{i['baseline']['images_per_s']:.1f}", f"{i['fast_hybrid']['images_per_s']:.1f}",
                      f"{i['static']['images_per_s']:.1f}",
                      f"{i['fast']['images_per_s']:.1f}" + _path_mark(r),
-                     f"{i['speedup']:.2f}x", f"{max(r['inference_rel_err_vs_baseline'].values()):.1e}"])
+                     f"{i['speedup']:.2f}x",
+                     f"{i['onnxruntime']['images_per_s']:.1f}" if "onnxruntime" in i else "—",
+                     f"{max(r['inference_rel_err_vs_baseline'].values()):.1e}"])
     out.append(_md(["model", "batch", "input", "train base", "train fast", "train x", "infer base",
-                    "infer fast fusions", "+static_alloc", "+oneDNN (fast)", "infer x", "max rel err"], rows))
+                    "infer fast fusions", "+static_alloc", "+oneDNN (fast)", "infer x", "ONNX Runtime",
+                    "max rel err"], rows))
+    if any("onnxruntime" not in r["inference"] for r in rec["models"]):
+        out += ["", "— no ONNX Runtime figure: " + "; ".join(
+            f"{r['model']}: {r.get('onnxruntime_error') or 'record older than the column'}"
+            for r in rec["models"] if "onnxruntime" not in r["inference"])]
     if any(_path_mark(r) for r in rec["models"]):
         out += ["", "‡ optimize_for failed (MXNet 1.9.1's conv+sum bug, docs/pitfalls.md §5): the inference path "
                 "keeps static_alloc only, so the column repeats the static_alloc path."]
