@@ -73,8 +73,8 @@ def trainer_class():
             def step(self, batch_size, ignore_stale_grad=False):
                 # all-reduce only finished gradients: MXNet 1.9.1 lets Horovod's all-reduce read
                 # a gradient the backward pass is still writing (hybridized or not; measured on
-                # loopback: the ranks' weights drifted apart by ~2e-6 in 4 of 9 runs, none with
-                # the wait).  The cost: no overlap of the all-reduce with the backward pass.
+                # loopback: the ranks' weights drifted apart by ~2e-6 in 4 of 8 runs, in 0 of 12
+                # with the wait).  The cost: no overlap of the all-reduce with the backward pass.
                 for p in self._params:
                     if p.grad_req != 'null':
                         p.list_grad()[0].wait_to_read()
