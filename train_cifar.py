@@ -303,10 +303,10 @@ def main(argv=None):
                     plot=(logs + '.csv', os.path.join(plot_dir, '%s_history.png' % name), name),
                     rank=rank)
     resume = start_from(engine, args.resume_from, '--resume-from', model, ctx)
-    shard = (rank, ranks, args.seed) if ranks > 1 else None
+    train_data, test_data = _loaders(args, xtr, ytr, xte, yte, mean, std, total_batch // ranks,
+                                     workers, (rank, ranks, args.seed) if ranks > 1 else None)
     if rank != 0:  # trains and evaluates as rank 0, without logs, plots or checkpoints
-        engine.fit(*_loaders(args, xtr, ytr, xte, yte, mean, std, total_batch // ranks, workers,
-                             shard), start_epoch=resume.start_epoch, best=resume.best)
+        engine.fit(train_data, test_data, resume.start_epoch, resume.best)
         return 0
     with open_run_logs(logs + '.log', logs + '.csv', config, sources, notes + resume.notes,
                        'cifar', CSV_FIELDS, resume.start_epoch) as (log, csv):
@@ -314,8 +314,6 @@ def main(argv=None):
                  % (len(xtr), ' (%d per rank)' % (len(xtr) // ranks) if ranks > 1 else '',
                     len(xte), iters, total_batch))
         engine.log, engine.csv = log, csv
-        train_data, test_data = _loaders(args, xtr, ytr, xte, yte, mean, std, total_batch // ranks,
-                                         workers, shard)
         best = engine.fit(train_data, test_data, resume.start_epoch, resume.best)
         log.info('best val=%.4f' % best)
     return 0

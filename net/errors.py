@@ -13,6 +13,13 @@ class CheckpointError(AFFError):
     """A checkpoint that is missing, corrupt, or does not fit the network."""
 
 
+def mxnet_reason(err):
+    """The last non-empty line of an MXNet (or other) exception, without MXNet's own prefix: the
+    part of its multi-line message that says what went wrong."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return (lines[-1] if lines else type(err).__name__).replace('MXNetError: ', '')
+
+
 def unknown_name(kind, name, valid, listing, shown=()):
     """An :class:`UnknownNameError` for ``name``: the closest few of ``valid``, then ``shown``
     (names worth seeing anyway) and where the whole list is (``listing``) -- one short line."""

@@ -33,7 +33,7 @@ import mxnet as mx
 
 from utils import paths
 
-from .errors import CheckpointError
+from .errors import CheckpointError, mxnet_reason
 
 __all__ = ['Checkpoint', 'RELEASED', 'URL_ROOT', 'REPO_PARAMS_DIR', 'git_blob_sha1',
            'checkpoints_of', 'default_checkpoint', 'search_dirs', 'find_checkpoint',
@@ -275,11 +275,9 @@ def _read_params_file(path):
     try:
         loaded = mx.nd.load(path)
     except (mx.base.MXNetError, MemoryError, OSError) as err:
-        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-        reason = lines[-1] if lines else type(err).__name__
-        reason = reason.replace('MXNetError: ', '')
         raise CheckpointError('%s is not a readable MXNet parameter file (%s); re-download it '
-                              'or re-save it with save_parameters' % (path, reason)) from None
+                              'or re-save it with save_parameters'
+                              % (path, mxnet_reason(err))) from None
     if not isinstance(loaded, dict):
         raise CheckpointError('%s holds an unnamed list of arrays, not named parameters; save '
                               'it with net.save_parameters' % path)

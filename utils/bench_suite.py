@@ -87,10 +87,10 @@ def _rel_err(got, want):
     return float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
 
 
-def _onnxruntime_step(name, base, x):
-    """``(step, relative error vs base, None)`` for ONNX Runtime running the export of ``base``'s
-    weights (utils.export: the official module structure; intra-op threads = MXNet's), or
-    ``(None, None, reason)`` when the model does not export."""
+def _onnxruntime_step(name, base, x, want):
+    """``(step, relative error vs want, None)`` for ONNX Runtime running the export of ``base``'s
+    weights (utils.export: the official module structure; intra-op threads = MXNet's); ``want``:
+    ``base``'s output on ``x``.  ``(None, None, reason)`` when the model does not export."""
     from utils import export as E
     model = build(name, ctx=x.context, batch_size=1, size=x.shape[-1])[0]
     _copy_params(base, model)
@@ -102,7 +102,7 @@ def _onnxruntime_step(name, base, x):
         except AFFError as e:
             return None, None, str(e)
     feed = {sess.get_inputs()[0].name: x.asnumpy()}
-    err = _rel_err(sess.run(None, feed)[0], _outputs(base(x))[0].asnumpy())
+    err = _rel_err(sess.run(None, feed)[0], want)
     return (lambda: sess.run(None, feed)), err, None
 
 
@@ -142,7 +142,7 @@ def measure_model(name, batch, size, warmup, windows, iters):
     def infer(block):
         return lambda: _outputs(block(x))
     steps = {"baseline": infer(base), "fast_hybrid": infer(fast), "static": infer(static), "fast": infer(onednn)}
-    ort_step, errors["onnxruntime"], ort_error = _onnxruntime_step(name, base, x)
+    ort_step, errors["onnxruntime"], ort_error = _onnxruntime_step(name, base, x, want)
     if ort_step is not None:  # in the same alternating windows as MXNet's paths
         steps["onnxruntime"] = ort_step
     else:

@@ -31,7 +31,8 @@ def load():
     except ImportError as e:
         raise AFFError('--kv-store horovod needs Horovod built for MXNet (%s); install it with '
                        '`make horovod` (or: %s), see docs/distributed.md' % (e, INSTALL)) from None
-    hvd.init()
+    if not hvd.is_initialized():
+        hvd.init()
     return hvd
 
 

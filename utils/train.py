@@ -15,7 +15,7 @@ import mxnet as mx
 import numpy as np
 from gluoncv.utils import LRScheduler, LRSequential
 
-from net.errors import AFFError
+from net.errors import AFFError, mxnet_reason
 from net import cpu_speed
 
 __all__ = ['lr_schedule', 'mixup', 'smooth_one_hot', 'make_trainer', 'states_savable',
@@ -192,9 +192,8 @@ def distribution(kv_store, ctx):
     try:
         kv = mx.kv.create(kv_store)
     except mx.base.MXNetError as e:  # nccl without an NCCL build, dist_* without its variables
-        reason = [ln for ln in str(e).splitlines() if ln.strip()][-1].replace('MXNetError: ', '')
         raise AFFError('--kv-store %s is not available here (MXNet: %s); use --kv-store device%s'
-                       % (kv_store, reason.strip(), ' or start the processes with python -m '
+                       % (kv_store, mxnet_reason(e), ' or start the processes with python -m '
                           'utils.launch' if 'dist' in kv_store else '')) from None
     notes = ['parameter server %s: worker %d of %d' % (kv_store, kv.rank, kv.num_workers)] \
         if kv.num_workers > 1 else []
