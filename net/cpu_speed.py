@@ -14,10 +14,10 @@ Grad-CAM rewrite the network before hybridizing it, **on CPU contexts only**
   element-wise add, instead of the slow generic ``broadcast_add`` and its reduction;
 * Half-AFF's concatenation copied into the plain layout before its post conv (else its training
   backward dies of a floating-point exception inside oneDNN -- also in the official structure);
-* training only: global average pooling as a mean (the oneDNN Pooling *backward* is
-  pathologically slow; its forward is the fastest, so inference keeps it), and grouped convs of
-  group width 4/8/12 with plain-layout copies around them (a training-mode BatchNorm on oneDNN's
-  blocked layout of such a conv is pathologically slow).
+* training only: global average pooling as a mean over H x W, :func:`mean_hw` (the oneDNN
+  Pooling *backward* is pathologically slow; its forward is the fastest, so inference keeps it),
+  and grouped convs of group width 4/8/12 with plain-layout copies around them (a training-mode
+  BatchNorm on oneDNN's blocked layout of such a conv is pathologically slow).
 
 Every rewrite is the same function with the same parameters (a class swap of the block: names,
 shapes and checkpoints are untouched); :func:`remove` restores the official classes (``export``
@@ -30,7 +30,7 @@ from . import fusion as _fu
 from . import kernels
 from .layers import GlobalAvgPool, GroupedConv2D, blocks, sigmoid
 
-__all__ = ['add_hw', 'select', 'apply', 'remove', 'rewritten', 'describe']
+__all__ = ['add_hw', 'mean_hw', 'select', 'apply', 'remove', 'rewritten', 'describe']
 
 
 def add_hw(F, x, v):
@@ -43,6 +43,20 @@ def add_hw(F, x, v):
     flat = F.reshape(x, shape=(-3, -1))                                  # (N*C) x (H*W)
     ones = F.ones_like(F.slice_axis(flat, axis=0, begin=0, end=1))       # 1 x (H*W), no gradient
     return F.reshape_like(flat + F.dot(F.reshape(v, shape=(-1, 1)), ones), x)
+
+
+def mean_hw(F, x):
+    """Global average pooling of ``x`` (N x C x H x W) to N x C x 1 x 1 as a matrix-vector product
+    with a row of 1/(H*W): the same mean, summed by BLAS.  Why: MXNet 1.9.1's CPU ``mean`` over
+    H and W is a generic reduction, and its backward a generic broadcast; forward + backward this
+    is 1.1-1.6x faster (``python -m utils.bench_ops``, docs/performance.md).  The row of weights
+    gets no gradient (BlockGrad)."""
+    flat = F.reshape(x, shape=(-3, -1))                                  # (N*C) x (H*W)
+    ones = F.ones_like(F.slice_axis(flat, axis=0, begin=0, end=1))       # 1 x (H*W)
+    row = F.BlockGrad(F.broadcast_div(ones, F.sum(ones, axis=1, keepdims=True)))
+    sums = F.reshape_like(F.dot(flat, row, transpose_b=True), x,         # N x C x 1
+                          lhs_begin=0, lhs_end=1, rhs_begin=0, rhs_end=2)
+    return F.expand_dims(sums, axis=3)
 
 
 # ------------------------------------------------------------------------------- the rewrites
@@ -117,11 +131,11 @@ class _FastHalfAFF(_FastSelect):
 
 
 class _MeanPool(object):
-    """Global average pooling as a mean over H and W (training)."""
+    """Global average pooling as a mean over H and W (training): :func:`mean_hw`."""
     cpu_speed = True
 
     def hybrid_forward(self, F, x):
-        return F.mean(x, axis=(2, 3), keepdims=True)
+        return mean_hw(F, x)
 
 
 class _PlainLayoutGroupedConv(object):

@@ -71,7 +71,7 @@ def test_model_and_suite_flags_conflict_is_one_error_line(tmp_path):
 
 def test_operator_profile_lists_the_operators_of_both_paths(tmp_path):
     """utils.bench_profile (the source of the causes in docs/performance.md): the baseline's global average
-    pooling is the Pooling operator and its sigmoid an Activation; the fast training path pools with a mean."""
+    pooling is the Pooling operator and its sigmoid an Activation; the fast training path pools with mean_hw."""
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT)
 
     def ops(*flags):
@@ -86,7 +86,10 @@ def test_operator_profile_lists_the_operators_of_both_paths(tmp_path):
     base, head = ops('--baseline')
     assert {'_backward_Pooling', '_backward_Convolution', 'Activation'} <= base and 'baseline' in head
     fast, head = ops()
-    assert '_backward_mean' in fast and '_backward_Pooling' not in fast and 'fast' in head
+    # the mean pooling is net.cpu_speed.mean_hw: a matrix-vector product with a row of 1/(H*W) (the
+    # only broadcast_div of the step; the loss has a mean of its own)
+    assert {'_backward_dot', 'broadcast_div'} <= fast and '_backward_Pooling' not in fast
+    assert 'fast' in head
     infer, head = ops('--phase', 'inference')
     assert '_sg_mkldnn_conv' in infer and 'oneDNN graph optimisation (' in head
     bad = subprocess.run([sys.executable, '-m', 'utils.bench_profile', '--model', 'nope'], cwd=str(tmp_path),
@@ -137,3 +140,63 @@ def test_environment_benchmark_alternates_settings_in_child_processes(tmp_path, 
     assert 'MALLOC_MMAP_MAX_' not in rec['runs']['default'][0]['environment']['env']
     for setting in ('default', 'glibc'):
         assert set(rec['median_images_per_s'][setting]['train']) == set(bench_layer.VARIANTS)
+
+
+def test_onednn_account_counts_the_layout_reorders_of_the_verbose_log(tmp_path):
+    """utils.bench_profile --onednn: the parser sums MKLDNN_VERBOSE exec lines between the marks only, a
+    reorder keyed by its layouts; the command runs the step in a child and prints per-step figures."""
+    from utils import bench_profile as bp
+    line = ('dnnl_verbose,exec,cpu,reorder,jit:blk,undef,src_f32::blocked:%s:f0 dst_f32::blocked:%s:f0'
+            ',,,2x16x4x4,%s')
+    conv = 'dnnl_verbose,exec,cpu,convolution,brgconv,forward,src_f32::blocked:acdb:f0,,alg,mb2,%s'
+    log = [line % ('acdb', 'abcd', '9.0'), bp._BEGIN, line % ('acdb', 'abcd', '0.5'),
+           line % ('abcd', 'acdb', '0.25'), line % ('acdb', 'abcd', '1.5'), conv % '2.0', 'noise',
+           bp._END, conv % '7.0']
+    assert bp.onednn_totals(log) == {'reorder acdb -> abcd': (2, 0.5 + 1.5),
+                                     'reorder abcd -> acdb': (1, 0.25), 'convolution': (1, 2.0)}
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT)
+    res = subprocess.run([sys.executable, '-m', 'utils.bench_profile', '--model', 'cifar_aff_resnet20_b1',
+                          '--batch-size', '2', '--iters', '1', '--onednn'], cwd=str(tmp_path), env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith('cifar_aff_resnet20_b1, train, batch 2') and 'oneDNN primitives' in lines[0]
+    kinds = {ln.rsplit(None, 2)[0] for ln in lines[2:]}
+    assert 'convolution' in kinds and any(k.startswith('reorder ') for k in kinds)
+    assert lines[-2].startswith('all layout reorders') and lines[-1].startswith('all oneDNN primitives')
+
+
+def test_operator_benchmark_times_every_case_and_refuses_a_bad_shape(tmp_path):
+    """utils.bench_ops: the kernel's cases on both layouts (when loaded), both poolings; the oneDNN-layout
+    inputs hold the same values as the plain ones (an identity convolution)."""
+    from utils import bench_ops
+    import net.kernels
+    rec = bench_ops.measure((2, 8, 4, 4), windows=1, iters=1)
+    names = set(rec['ms_per_call'])
+    assert {'add, plain layout', 'mean fwd+bwd, plain', 'mean_hw fwd+bwd, oneDNN layout'} <= names
+    assert ('aff_tail, oneDNN layout' in names) is bool(net.kernels.load())
+    assert all(v > 0 for v in rec['ms_per_call'].values())
+    x = mx.nd.random.uniform(shape=(2, 8, 4, 4))
+    assert (bench_ops._onednn_layout(x).asnumpy() == x.asnumpy()).all()
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT)
+    bad = subprocess.run([sys.executable, '-m', 'utils.bench_ops', '--shape', '2,8'], cwd=str(tmp_path),
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and 'N,C,H,W' in bad.stderr
+
+
+def test_speed_layer_benchmark_in_processes_starts_every_child_from_the_same_weights(tmp_path):
+    """utils.bench_layer --processes: each variant in its own child, seeded alike (inference outputs
+    agree with the official child's), only the asked variants; an unknown variant is a usage error."""
+    from utils import bench_layer
+    rec = bench_layer.measure_processes('cifar_aff_resnet20_b1', 2, 'inference', windows=1, iters=1,
+                                        variants=('official', 'speed layer + fused kernel'))
+    assert set(rec['images_per_s']) == {'official', 'speed layer + fused kernel'}
+    assert rec['max_rel_diff_vs_official']['official'] == 0.0
+    assert rec['max_rel_diff_vs_official']['speed layer + fused kernel'] <= 2e-5
+    row = bench_layer.markdown([rec]).splitlines()[-1].split(' | ')
+    assert row[4:6] == ['—', '—'] and row[-1] == '— |'      # open-aff, pure; x open-aff
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT)
+    bad = subprocess.run([sys.executable, '-m', 'utils.bench_layer', '--models', 'cifar_aff_resnet20_b1',
+                          '--variants', 'official,fast'], cwd=str(tmp_path), env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown variant 'fast'" in bad.stderr

@@ -135,7 +135,8 @@ def test_the_eq3_sum_is_add_hw_only_in_the_speed_layer(cls, dot):
     x = mx.nd.random.uniform(shape=(2, 8, 4, 4))
     official = _ops(block, [x, x])
     assert 'dot' not in official and 'broadcast_add' in official
-    cpu_speed.apply(block, mx.cpu(), fused=False)
+    # training=False: the training-only mean pooling (mean_hw) is a dot product too
+    cpu_speed.apply(block, mx.cpu(), training=False, fused=False)
     fast = _ops(block, [x, x])
     assert ('dot' in fast) is dot and ('broadcast_add' in fast) is not dot
 
@@ -148,7 +149,7 @@ def test_the_kernel_replaces_the_tail_in_the_graph(cls, op, n):
     block = _Wrap(cls, 8)
     block.initialize()
     x = mx.nd.random.uniform(shape=(2, 8, 4, 4))
-    cpu_speed.apply(block, mx.cpu())
+    cpu_speed.apply(block, mx.cpu(), training=False)      # no mean_hw dot beside the tail
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', UserWarning)     # MS-CAM's wrapper ignores its y
         ops = _ops(block, [x, x])
@@ -191,15 +192,16 @@ def test_add_hw_is_the_broadcast_add_forward_and_backward(shape, seeded):
     assert rel_err(results[1][2], results[0][2]) < 1e-6           # a sum over H x W either way
 
 
-def test_mean_pooling_is_the_pooling_forward_and_backward(seeded):
+@pytest.mark.parametrize('shape', [(4, 16, 28, 28), (3, 5, 7, 7), (2, 8, 1, 1)])
+def test_mean_pooling_is_the_pooling_forward_and_backward(shape, seeded):
     pool = GlobalAvgPool()
-    x = mx.nd.random.normal(shape=(4, 16, 28, 28))
-    head = mx.nd.arange(64).reshape(4, 16, 1, 1)
+    x = mx.nd.random.normal(shape=shape)
+    head = mx.nd.arange(shape[0] * shape[1]).reshape(shape[0], shape[1], 1, 1)
     want = _run(pool, [x], head, True)
     cpu_speed.apply(pool, mx.cpu(), training=True)
     assert type(pool).__name__ == 'CPUGlobalAvgPool'
     got = _run(pool, [x], head, True)
-    # float32 sums of 784 values in different orders (typical rounding ~ sqrt(784) * 6e-8)
+    # float32 sums of up to 784 values in different orders (typical rounding ~ sqrt(784) * 6e-8)
     assert rel_err(got[0], want[0]) < 1e-5
     np.testing.assert_allclose(got[1][0], want[1][0], rtol=1e-6)
     cpu_speed.apply(pool, mx.cpu(), training=False)       # inference keeps the Pooling forward

@@ -154,8 +154,8 @@ def test_tiny_network_by_hand():
 
 def test_elementwise_rules_by_hand():
     """elem: one op per output element (BN, ReLU), pooling one per window element (max 3x3: 9 per output,
-    global: the input; as the speed layer's mean: the input too), Flatten none; Conv2D/Dense only
-    in MACs."""
+    global: the input; as the speed layer's mean_hw: a dot of the input with a row of 1/(H*W), i.e.
+    the input's elements, plus the row's sum and division), Flatten none; Conv2D/Dense only in MACs."""
     def block(gap):
         b = nn.HybridSequential()
         b.add(nn.Conv2D(4, 3, padding=1, in_channels=3, use_bias=False), nn.BatchNorm(in_channels=4),
@@ -169,9 +169,11 @@ def test_elementwise_rules_by_hand():
     assert result.elementwise_ops['Pooling'] == 9 * 4 * 16 + 4 * 16 and result.elementwise == 1152
     from net import cpu_speed
     fast = block(GlobalAvgPool())
-    cpu_speed.apply(fast, mx.cpu())                                     # the CPU training mean
+    cpu_speed.apply(fast, mx.cpu())                                     # the CPU training mean_hw
     result = flops.count(fast, input_size=8)
-    assert result.elementwise_ops['mean'] == 4 * 16 and result.elementwise == 1152
+    assert (result.elementwise_ops['dot'], result.elementwise_ops['sum'],
+            result.elementwise_ops['broadcast_div']) == (4 * 16, 16, 16)
+    assert 'ones_like' not in result.elementwise_ops and result.elementwise == 1152 + 16 + 16
 
 
 def test_elementwise_inside_fusion_modules():

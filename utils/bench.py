@@ -93,6 +93,21 @@ def timed_windows(step, warmup, windows, iters):
     return times
 
 
+def interleaved_windows(steps, windows, iters):
+    """``{name: [seconds of each window]}`` of ``steps`` (``{name: step}``, warmed up by the caller),
+    their windows alternating so that all of them see the same load."""
+    times = {name: [] for name in steps}
+    for _ in range(windows):
+        for name, step in steps.items():
+            mx.nd.waitall()
+            start = time.perf_counter()
+            for _ in range(iters):
+                step()
+            mx.nd.waitall()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
 def _outputs(out):
     return list(out) if isinstance(out, (list, tuple)) else [out]
 

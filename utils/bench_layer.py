@@ -2,6 +2,7 @@
 tails and with the fused kernel, timed in interleaved windows of one process (images/s, medians).
 
 Usage: python -m utils.bench_layer --models A,B,... [--batch-size 128] [--windows 5] [--iters 3] [--json F]
+                                   [--variants A,B] [--processes [--warmup 1]]
        python -m utils.bench_layer --markdown F.json      # the table of a record (docs/performance.md)
 
 Training: forward + backward + SGD step, hybridized with static_alloc as the scripts do on the CPU
@@ -10,17 +11,26 @@ ran it, the official structure with a plain ``hybridize()`` (what static_alloc a
 `utils.train.hybridize_for_inference` (the official variant: static_alloc + static_shape, as the
 official code). Every variant starts from the same weights; the inference outputs are compared with the
 official network's. A measurement, not a test: run it on a quiet machine.
+
+--processes: every window runs each variant in a child process of its own (alternating, as
+utils.bench_env), for models whose variants do not fit in memory together (AFF-ResNeXt-38 at batch 128
+needs more than 24 GiB for four); each child seeds MXNet the same way, so all start from the same
+weights, and runs --warmup untimed steps before its timed ones.
 """
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 import mxnet as mx
+import numpy as np
 
 from net import cpu_speed
-from utils.bench import _outputs, environment, load_average, train_step_fn
+from utils.bench import _outputs, environment, interleaved_windows, load_average, train_step_fn
 from utils.bench_suite import _copy_params, _md, load_record
 from utils.cli import run_main
 from utils.models import build, check_names, output_classes
@@ -31,12 +41,21 @@ __all__ = ['VARIANTS', 'measure', 'main']
 #: of the output comparison, 'open-aff hybridize()' the official scripts' plain hybridize (both phases)
 VARIANTS = {'official': (False, False, True), 'open-aff hybridize()': (False, False, False),
             'speed layer, pure tails': (True, False, True), 'speed layer + fused kernel': (True, True, True)}
+#: --variants / --child names of the variants
+SHORT = {'official': 'official', 'open-aff': 'open-aff hybridize()', 'pure': 'speed layer, pure tails',
+         'kernel': 'speed layer + fused kernel'}
 
 
-def _copies(name, size):
+#: where ``utils`` is imported from (a checkout or site-packages), the children's working directory
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: the seed of every --processes child: the same initial weights in each
+SEED = 7
+
+
+def _copies(name, size, variants=VARIANTS):
     base, out, size = build(name, batch_size=1, size=size)
     made = {}
-    for variant in VARIANTS:
+    for variant in variants:
         m = build(name, batch_size=1, size=size)[0]
         _copy_params(base, m)
         made[variant] = m
@@ -64,10 +83,21 @@ def _prepare(model, variant, phase, x):
         return note + '; optimize_for failed: static_alloc only'
 
 
-def measure(name, batch, phase, windows, iters, size=None):
+def _rel(got, want):
+    return float(abs(got - want).max() / max(abs(want).max(), 1e-30))
+
+
+def _record(name, phase, batch, size, rates, notes, diffs):
+    return {'model': name, 'phase': phase, 'batch_size': batch, 'input_size': size,
+            'images_per_s': {v: round(statistics.median(r), 1) for v, r in rates.items()},
+            'windows_images_per_s': {v: [round(x, 1) for x in r] for v, r in rates.items()},
+            'notes': notes, 'max_rel_diff_vs_official': diffs}
+
+
+def measure(name, batch, phase, windows, iters, size=None, variants=tuple(VARIANTS)):
     """``{variant: images/s median}`` plus the notes and, for inference, each variant's max
-    relative output difference from the official network."""
-    models, classes, size = _copies(name, size)
+    relative output difference from the official network (when 'official' is among ``variants``)."""
+    models, classes, size = _copies(name, size, variants)
     x = mx.nd.random.uniform(shape=(batch, 3, size, size))
     notes, steps = {}, {}
     for variant, m in models.items():
@@ -75,28 +105,70 @@ def measure(name, batch, phase, windows, iters, size=None):
         steps[variant] = (train_step_fn(m, x, classes) if phase == 'train'
                           else (lambda m=m: _outputs(m(x))))
     diffs = {}
-    if phase == 'inference':
+    if phase == 'inference' and 'official' in models:
         want = _outputs(models['official'](x))[0].asnumpy()
         for variant, m in models.items():
-            got = _outputs(m(x))[0].asnumpy()
-            diffs[variant] = float(abs(got - want).max() / max(abs(want).max(), 1e-30))
+            diffs[variant] = _rel(_outputs(m(x))[0].asnumpy(), want)
     for fn in steps.values():            # warm-up: graph building, allocation
         fn()
         fn()
     mx.nd.waitall()
-    rates = {v: [] for v in steps}
-    for _ in range(windows):
-        for variant, fn in steps.items():
-            mx.nd.waitall()
-            t = time.perf_counter()
-            for _ in range(iters):
-                fn()
-            mx.nd.waitall()
-            rates[variant].append(batch * iters / (time.perf_counter() - t))
-    return {'model': name, 'phase': phase, 'batch_size': batch, 'input_size': size,
-            'images_per_s': {v: round(statistics.median(r), 1) for v, r in rates.items()},
-            'windows_images_per_s': {v: [round(x, 1) for x in r] for v, r in rates.items()},
-            'notes': notes, 'max_rel_diff_vs_official': diffs}
+    rates = {v: [batch * iters / t for t in ts] for v, ts in interleaved_windows(steps, windows, iters).items()}
+    return _record(name, phase, batch, size, rates, notes, diffs)
+
+
+def child(name, batch, phase, variant, warmup, iters, size, out):
+    """One --processes window: build ``name`` from :data:`SEED`, prepare ``variant``, run ``warmup``
+    untimed and ``iters`` timed steps; write images/s and the note (and, for inference, the output
+    on the seeded input, as ``out``.npy) to ``out``."""
+    mx.random.seed(SEED)
+    np.random.seed(SEED)
+    model, o, size = build(name, batch_size=1, size=size)
+    x = mx.nd.random.uniform(shape=(batch, 3, size, size))
+    note = _prepare(model, variant, phase, x)
+    fn = train_step_fn(model, x, output_classes(o)) if phase == 'train' else (lambda: _outputs(model(x)))
+    if phase == 'inference':
+        np.save(out + '.npy', _outputs(model(x))[0].asnumpy())
+    for _ in range(warmup):
+        fn()
+    mx.nd.waitall()
+    t = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    mx.nd.waitall()
+    rate = batch * iters / (time.perf_counter() - t)
+    with open(out, 'w', encoding='utf-8') as f:
+        json.dump({'images_per_s': rate, 'note': note, 'size': size}, f)
+
+
+def measure_processes(name, batch, phase, windows, iters, size=None, variants=tuple(VARIANTS),
+                      warmup=1):
+    """:func:`measure`, each window and variant in a child process of its own (alternating)."""
+    rates = {v: [] for v in variants}
+    notes, diffs, outputs = {}, {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for w in range(windows):
+            for variant in variants:
+                out = os.path.join(tmp, '%d-%d.json' % (w, len(rates[variant])))
+                short = next(k for k, v in SHORT.items() if v == variant)
+                cmd = [sys.executable, '-m', 'utils.bench_layer', '--child', short, '--models', name,
+                       '--batch-size', str(batch), '--phases', phase, '--iters', str(iters),
+                       '--warmup', str(warmup), '--out', out]
+                if size:
+                    cmd += ['--input-size', str(size)]
+                done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+                if done.returncode != 0:
+                    raise SystemExit('utils.bench_layer child (%s, %s, %s) failed: %s'
+                                     % (name, phase, variant, done.stderr.strip()[-500:]))
+                with open(out, encoding='utf-8') as f:
+                    got = json.load(f)
+                rates[variant].append(got['images_per_s'])
+                notes[variant], size = got['note'], got['size']
+                if phase == 'inference' and w == 0:
+                    outputs[variant] = np.load(out + '.npy')
+    if 'official' in outputs:
+        diffs = {v: _rel(o, outputs['official']) for v, o in outputs.items()}
+    return _record(name, phase, batch, size, rates, notes, diffs)
 
 
 def markdown(records):
@@ -104,11 +176,15 @@ def markdown(records):
     kernel) ratio over the official structure with static_alloc and over open-aff's plain hybridize()."""
     names = list(VARIANTS)
     rows = []
+
+    def ratio(ips, over):
+        best = ips.get('speed layer + fused kernel')
+        return '%.2fx' % (best / ips[over]) if best and ips.get(over) else '—'
     for rec in records:
         ips = rec['images_per_s']
-        best = ips['speed layer + fused kernel']
-        rows.append([rec['model'], rec['phase'], str(rec['batch_size'])] + ['%.1f' % ips[v] for v in names]
-                    + ['%.2fx' % (best / ips['official']), '%.2fx' % (best / ips['open-aff hybridize()'])])
+        rows.append([rec['model'], rec['phase'], str(rec['batch_size'])]
+                    + ['%.1f' % ips[v] if v in ips else '—' for v in names]
+                    + [ratio(ips, 'official'), ratio(ips, 'open-aff hybridize()')])
     return _md(['model', 'phase', 'batch'] + names + ['x official', 'x open-aff'], rows)
 
 
@@ -122,7 +198,24 @@ def main(argv=None):
     p.add_argument('--windows', type=int, default=5, help='timed windows per variant (default 5)')
     p.add_argument('--iters', type=int, default=3, help='steps per window (default 3)')
     p.add_argument('--json', metavar='FILE', help='also write the records and the environment')
+    p.add_argument('--variants', default=','.join(SHORT),
+                   help='comma-separated subset of %s (default: all)' % ', '.join(
+                       '%s (%s)' % kv for kv in SHORT.items()))
+    p.add_argument('--processes', action='store_true',
+                   help='each window and variant in a child process of its own')
+    p.add_argument('--warmup', type=int, default=1, help='--processes: untimed steps per child (default 1)')
+    p.add_argument('--child', metavar='VARIANT', help=argparse.SUPPRESS)
+    p.add_argument('--out', help=argparse.SUPPRESS)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    short = [v for v in args.variants.split(',') if v]
+    unknown = [v for v in short + ([args.child] if args.child else []) if v not in SHORT]
+    if unknown:
+        p.error('unknown variant %s; choose from: %s' % (', '.join(map(repr, unknown)), ', '.join(SHORT)))
+    variants = [SHORT[v] for v in short]
+    if args.child:
+        child(args.models, args.batch_size, args.phases, SHORT[args.child], args.warmup, args.iters,
+              args.input_size, args.out)
+        return 0
     if args.markdown:
         print(markdown(load_record(args.markdown, kind='layer')['records']))
         return 0
@@ -134,7 +227,9 @@ def main(argv=None):
     records = []
     for name in names:
         for phase in [x for x in args.phases.split(',') if x]:
-            rec = measure(name, args.batch_size, phase, args.windows, args.iters, args.input_size)
+            how = measure_processes if args.processes else measure
+            kw = {'warmup': args.warmup} if args.processes else {}
+            rec = how(name, args.batch_size, phase, args.windows, args.iters, args.input_size, variants, **kw)
             records.append(rec)
             print(json.dumps({k: rec[k] for k in ('model', 'phase', 'batch_size',
                                                   'images_per_s')}), flush=True)

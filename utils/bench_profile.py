@@ -2,6 +2,7 @@
 
 Usage: python -m utils.bench_profile --model NAME [--phase train|inference] [--baseline]
                                      [--batch-size B] [--input-size S] [--iters N] [--min-share PCT]
+                                     [--onednn]
 
 Runs --iters steps after warm-up under MXNet's profiler (aggregate statistics) and prints the operators
 sorted by total time, with their share of the sum.  Bulk execution is switched off first, so that every
@@ -9,11 +10,18 @@ operator is timed on its own (the engine otherwise runs a whole static graph as 
 the step itself somewhat slower than in `python -m utils.bench`.  --baseline: the official module structure
 (the modules as built, plain hybridize); default: the CPU speed layer (`net.cpu_speed`) as `utils.bench` times it
 (training with plain hybridize, as the suite's records; inference through `utils.train.hybridize_for_inference`).
+--onednn: instead, oneDNN's own account of the same steps (the command re-run in a child process with
+MKLDNN_VERBOSE=1): per step, each primitive kind's calls and execution ms, and every layout reorder by its
+source and destination layout -- the copies MXNet makes where a oneDNN-laid-out tensor meets an operator
+that oneDNN does not implement (the fused kernel, mean, dot, broadcast ops) and back.
 The causes quoted in docs/performance.md come from this command.
 """
 import argparse
+import collections
 import json
 import os
+import subprocess
+import sys
 
 import utils  # noqa: F401  (thread settings before mxnet)
 from utils.cli import positive_int, run_main
@@ -44,6 +52,8 @@ def parse_args(argv=None):
     p.add_argument('--iters', type=positive_int, default=5, help='profiled steps (after 3 warm-up steps)')
     p.add_argument('--min-share', type=float, default=0.5,
                    help='list operators with at least this %% of the total (default 0.5; 0 lists all)')
+    p.add_argument('--onednn', action='store_true',
+                   help="oneDNN's primitives and layout reorders per step instead (MKLDNN_VERBOSE=1)")
     return p.parse_args(argv)
 
 
@@ -74,18 +84,71 @@ def profile(args):
     for _ in range(3):
         step()
     mx.nd.waitall()
+    marks = os.environ.get(_MARKS) == '1'
     mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename=os.devnull)
     mx.profiler.set_state('run')
+    if marks:
+        print(_BEGIN, flush=True)
     for _ in range(args.iters):
         step()
     mx.nd.waitall()
+    if marks:
+        print(_END, flush=True)
     mx.profiler.set_state('stop')
     totals = operator_totals(mx.profiler.dumps(reset=True, format='json'))
     return path, size, totals
 
 
+_MARKS, _BEGIN, _END = 'AFF_ONEDNN_MARKS', '@@ profiled steps begin', '@@ profiled steps end'
+
+
+def onednn_totals(lines):
+    """``{kind: (calls, ms)}`` of the MKLDNN_VERBOSE ``exec`` lines between the child's marks; a
+    reorder's kind names its layouts, e.g. ``reorder aBcd16b -> abcd``."""
+    totals = collections.defaultdict(lambda: [0, 0.0])
+    inside = False
+    for line in lines:
+        if line.startswith(_BEGIN) or line.startswith(_END):
+            inside = line.startswith(_BEGIN)
+            continue
+        fields = line.strip().split(',')
+        if not inside or len(fields) < 10 or fields[:2] != ['dnnl_verbose', 'exec']:
+            continue
+        kind = fields[3]
+        if kind == 'reorder':
+            layouts = [tok.split(':')[3] for tok in fields[6].split() if tok.count(':') >= 4]
+            kind = 'reorder ' + ' -> '.join(layouts)
+        totals[kind][0] += 1
+        totals[kind][1] += float(fields[-1])
+    return {k: tuple(v) for k, v in totals.items()}
+
+
+def onednn_main(argv, args):
+    """Re-run this command with MKLDNN_VERBOSE=1 and print oneDNN's per-step account."""
+    child = [a for a in (sys.argv[1:] if argv is None else argv) if a != '--onednn']
+    env = dict(os.environ, MKLDNN_VERBOSE='1', DNNL_VERBOSE='1', **{_MARKS: '1'})
+    run = subprocess.run([sys.executable, '-m', 'utils.bench_profile'] + child, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    if run.returncode != 0:
+        sys.stderr.write(run.stderr)
+        return run.returncode
+    totals = onednn_totals(run.stdout.splitlines())
+    head = [line for line in run.stdout.splitlines() if line.startswith(args.model + ', ')]
+    print((head[0] if head else args.model) + '; oneDNN primitives (MKLDNN_VERBOSE), per step:')
+    print('%-40s %9s %9s' % ('primitive', 'calls', 'ms'))
+    for name, (calls, ms) in sorted(totals.items(), key=lambda kv: -kv[1][1]):
+        print('%-40s %9.1f %9.2f' % (name[:40], calls / args.iters, ms / args.iters))
+    reorders = [v for k, v in totals.items() if k.startswith('reorder ')]
+    print('%-40s %9.1f %9.2f' % ('all layout reorders', sum(c for c, _ in reorders) / args.iters,
+                                 sum(ms for _, ms in reorders) / args.iters))
+    print('%-40s %9s %9.2f' % ('all oneDNN primitives', '', sum(ms for _, ms in totals.values()) / args.iters))
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.onednn:
+        return onednn_main(argv, args)
     path, size, totals = profile(args)
     whole = sum(ms for _, ms in totals.values()) or 1.0
     print('%s, %s, batch %d, %dx%d, %d profiled steps, OMP_NUM_THREADS=%s; %s'

@@ -203,8 +203,13 @@ def _elementwise_cost(op, inputs, keys, vals, outputs):
     if out is None or not hasattr(out, 'shape'):
         return 0
     elements = _prod(out.shape)
+    if op in ('ones_like', 'zeros_like'):   # read only their input's shape
+        return 0
     if op in ('mean', 'sum'):   # reductions (global average pooling as a mean) read every input
         return _prod(inputs[0].shape)
+    if op == 'dot' and len(inputs[0].shape) == 2:   # the speed layer's rank-1 products: m*k*n MACs
+        transpose_a = _attrs(keys, vals).get('transpose_a', 'False') in ('True', 'true', '1')
+        return elements * inputs[0].shape[0 if transpose_a else 1]
     if op == 'Pooling':
         attrs = _attrs(keys, vals)
         if attrs.get('global_pool', 'False') in ('True', 'true', '1'):
