@@ -40,9 +40,14 @@ def add_hw(F, x, v):
     per-channel vector to a map is a slow generic broadcast kernel, and so is its backward's
     reduction; this is faster although it writes one more full-size tensor (AFF / iAFF-ResNet-20 b1
     training step 7 % / 6 % faster, medians of 25 interleaved steps; inference +3 %, within noise)."""
-    flat = F.reshape(x, shape=(-3, -1))                                  # (N*C) x (H*W)
-    ones = F.ones_like(F.slice_axis(flat, axis=0, begin=0, end=1))       # 1 x (H*W), no gradient
+    flat, ones = _flat_ones(F, x)
     return F.reshape_like(flat + F.dot(F.reshape(v, shape=(-1, 1)), ones), x)
+
+
+def _flat_ones(F, x):
+    """``x`` (N x C x H x W) as an (N*C) x (H*W) matrix, and a 1 x (H*W) row of ones (no gradient)."""
+    flat = F.reshape(x, shape=(-3, -1))
+    return flat, F.ones_like(F.slice_axis(flat, axis=0, begin=0, end=1))
 
 
 def mean_hw(F, x):
@@ -51,8 +56,7 @@ def mean_hw(F, x):
     H and W is a generic reduction, and its backward a generic broadcast; forward + backward this
     is 1.1-1.6x faster (``python -m utils.bench_ops``, docs/performance.md).  The row of weights
     gets no gradient (BlockGrad)."""
-    flat = F.reshape(x, shape=(-3, -1))                                  # (N*C) x (H*W)
-    ones = F.ones_like(F.slice_axis(flat, axis=0, begin=0, end=1))       # 1 x (H*W)
+    flat, ones = _flat_ones(F, x)
     row = F.BlockGrad(F.broadcast_div(ones, F.sum(ones, axis=1, keepdims=True)))
     sums = F.reshape_like(F.dot(flat, row, transpose_b=True), x,         # N x C x 1
                           lhs_begin=0, lhs_end=1, rhs_begin=0, rhs_end=2)

@@ -83,14 +83,26 @@ def timed_windows(step, warmup, windows, iters):
     for _ in range(warmup):
         step()
     mx.nd.waitall()
-    times = []
-    for _ in range(windows):
-        start = time.perf_counter()
-        for _ in range(iters):
-            step()
-        mx.nd.waitall()
-        times.append(time.perf_counter() - start)
-    return times
+    return interleaved_windows({'step': step}, windows, iters)['step']
+
+
+def run_child(module_args, what, env=None):
+    """Run ``python -m <module_args>`` from the package root (a benchmark's child process) and return
+    its CompletedProcess; a failure is one AFFError line: the signal (a SIGKILL is usually the
+    kernel's OOM killer) or the exit status with the child's last stderr line."""
+    import signal
+    import subprocess
+    from utils.paths import PACKAGE_ROOT
+    done = subprocess.run([sys.executable, '-m'] + list(module_args), env=env, capture_output=True,
+                          text=True, cwd=PACKAGE_ROOT)
+    if done.returncode < 0:
+        name = signal.Signals(-done.returncode).name
+        raise AFFError('%s was killed by %s%s' % (what, name, ' (out of memory?)' if name == 'SIGKILL' else ''))
+    if done.returncode != 0:
+        lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+        raise AFFError('%s failed (exit status %d): %s' % (what, done.returncode,
+                                                           lines[-1].strip() if lines else 'no message'))
+    return done
 
 
 def interleaved_windows(steps, windows, iters):

@@ -13,16 +13,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 
-from utils.bench import environment, load_average
+from utils.bench import environment, load_average, run_child
 from utils.cli import positive_int, run_main
 from utils.models import check_names
-
-#: where ``utils`` is imported from (a checkout or site-packages)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: setting -> environment variables added to the child's environment
 SETTINGS = {
@@ -40,13 +36,10 @@ def run_once(model, batch, phases, env_add, windows, iters):
     """One child ``utils.bench_layer`` run: its records and its environment record."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, 'rec.json')
-        env = dict(os.environ, **env_add)
-        cmd = [sys.executable, '-m', 'utils.bench_layer', '--models', model, '--batch-size', str(batch),
-               '--phases', phases, '--windows', str(windows), '--iters', str(iters), '--json', out]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
-        if done.returncode != 0:
-            raise SystemExit('utils.bench_layer failed under %s: %s'
-                             % (env_add or 'the default environment', done.stderr.strip()[-500:]))
+        run_child(['utils.bench_layer', '--models', model, '--batch-size', str(batch), '--phases', phases,
+                   '--windows', str(windows), '--iters', str(iters), '--json', out],
+                  'utils.bench_layer under %s' % (env_add or 'the default environment'),
+                  env=dict(os.environ, **env_add))
         with open(out, encoding='utf-8') as f:
             return json.load(f)
 

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,12 +29,13 @@ import mxnet as mx
 import numpy as np
 
 from net import cpu_speed
-from utils.bench import _outputs, environment, interleaved_windows, load_average, train_step_fn
+from net.errors import AFFError
+from utils.bench import _outputs, environment, interleaved_windows, load_average, run_child, train_step_fn
 from utils.bench_suite import _copy_params, _md, load_record
-from utils.cli import run_main
+from utils.cli import positive_int, run_main
 from utils.models import build, check_names, output_classes
 
-__all__ = ['VARIANTS', 'measure', 'main']
+__all__ = ['VARIANTS', 'SHORT', 'measure', 'measure_processes', 'main']
 
 #: variant -> (speed layer applied, fused kernel asked for, static_alloc); 'official' is the reference
 #: of the output comparison, 'open-aff hybridize()' the official scripts' plain hybridize (both phases)
@@ -46,8 +46,6 @@ SHORT = {'official': 'official', 'open-aff': 'open-aff hybridize()', 'pure': 'sp
          'kernel': 'speed layer + fused kernel'}
 
 
-#: where ``utils`` is imported from (a checkout or site-packages), the children's working directory
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: the seed of every --processes child: the same initial weights in each
 SEED = 7
 
@@ -87,11 +85,12 @@ def _rel(got, want):
     return float(abs(got - want).max() / max(abs(want).max(), 1e-30))
 
 
-def _record(name, phase, batch, size, rates, notes, diffs):
+def _record(name, phase, batch, size, rates, notes, diffs, how):
+    # 4 significant digits: the large models run at 2-3 images/s
     return {'model': name, 'phase': phase, 'batch_size': batch, 'input_size': size,
-            'images_per_s': {v: round(statistics.median(r), 1) for v, r in rates.items()},
-            'windows_images_per_s': {v: [round(x, 1) for x in r] for v, r in rates.items()},
-            'notes': notes, 'max_rel_diff_vs_official': diffs}
+            'images_per_s': {v: float('%.4g' % statistics.median(r)) for v, r in rates.items()},
+            'windows_images_per_s': {v: [float('%.4g' % x) for x in r] for v, r in rates.items()},
+            'notes': notes, 'max_rel_diff_vs_official': diffs, 'how': how}
 
 
 def measure(name, batch, phase, windows, iters, size=None, variants=tuple(VARIANTS)):
@@ -114,7 +113,8 @@ def measure(name, batch, phase, windows, iters, size=None, variants=tuple(VARIAN
         fn()
     mx.nd.waitall()
     rates = {v: [batch * iters / t for t in ts] for v, ts in interleaved_windows(steps, windows, iters).items()}
-    return _record(name, phase, batch, size, rates, notes, diffs)
+    return _record(name, phase, batch, size, rates, notes, diffs,
+                   {'processes': False, 'windows': windows, 'iters': iters, 'warmup': 2})
 
 
 def child(name, batch, phase, variant, warmup, iters, size, out):
@@ -144,22 +144,22 @@ def child(name, batch, phase, variant, warmup, iters, size, out):
 def measure_processes(name, batch, phase, windows, iters, size=None, variants=tuple(VARIANTS),
                       warmup=1):
     """:func:`measure`, each window and variant in a child process of its own (alternating)."""
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise AFFError('bench_layer: variants must be some of %s, got %s' % (', '.join(VARIANTS), variants))
+    short_of = {v: k for k, v in SHORT.items()}
     rates = {v: [] for v in variants}
     notes, diffs, outputs = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for w in range(windows):
-            for variant in variants:
-                out = os.path.join(tmp, '%d-%d.json' % (w, len(rates[variant])))
-                short = next(k for k, v in SHORT.items() if v == variant)
-                cmd = [sys.executable, '-m', 'utils.bench_layer', '--child', short, '--models', name,
+            for variant in rates:
+                out = os.path.join(tmp, '%d-%s.json' % (w, short_of[variant]))
+                cmd = ['utils.bench_layer', '--child', short_of[variant], '--models', name,
                        '--batch-size', str(batch), '--phases', phase, '--iters', str(iters),
                        '--warmup', str(warmup), '--out', out]
                 if size:
                     cmd += ['--input-size', str(size)]
-                done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-                if done.returncode != 0:
-                    raise SystemExit('utils.bench_layer child (%s, %s, %s) failed: %s'
-                                     % (name, phase, variant, done.stderr.strip()[-500:]))
+                run_child(cmd, 'the utils.bench_layer child (%s, %s, %s)' % (name, phase, variant))
                 with open(out, encoding='utf-8') as f:
                     got = json.load(f)
                 rates[variant].append(got['images_per_s'])
@@ -168,7 +168,8 @@ def measure_processes(name, batch, phase, windows, iters, size=None, variants=tu
                     outputs[variant] = np.load(out + '.npy')
     if 'official' in outputs:
         diffs = {v: _rel(o, outputs['official']) for v, o in outputs.items()}
-    return _record(name, phase, batch, size, rates, notes, diffs)
+    return _record(name, phase, batch, size, rates, notes, diffs,
+                   {'processes': True, 'windows': windows, 'iters': iters, 'warmup': warmup})
 
 
 def markdown(records):
@@ -192,27 +193,32 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog='python -m utils.bench_layer', description=__doc__.split('\n')[0])
     p.add_argument('--models', help='comma-separated registry names')
     p.add_argument('--markdown', metavar='FILE', help='print the table of a --json record and exit')
-    p.add_argument('--batch-size', type=int, default=128, help='images per step (default 128)')
-    p.add_argument('--input-size', type=int, default=None, help='default: the model\'s own')
+    p.add_argument('--batch-size', type=positive_int, default=128, help='images per step (default 128)')
+    p.add_argument('--input-size', type=positive_int, default=None, help='default: the model\'s own')
     p.add_argument('--phases', default='train,inference', help='train, inference or both')
-    p.add_argument('--windows', type=int, default=5, help='timed windows per variant (default 5)')
-    p.add_argument('--iters', type=int, default=3, help='steps per window (default 3)')
+    p.add_argument('--windows', type=positive_int, default=5, help='timed windows per variant (default 5)')
+    p.add_argument('--iters', type=positive_int, default=3, help='steps per window (default 3)')
     p.add_argument('--json', metavar='FILE', help='also write the records and the environment')
     p.add_argument('--variants', default=','.join(SHORT),
                    help='comma-separated subset of %s (default: all)' % ', '.join(
                        '%s (%s)' % kv for kv in SHORT.items()))
     p.add_argument('--processes', action='store_true',
                    help='each window and variant in a child process of its own')
-    p.add_argument('--warmup', type=int, default=1, help='--processes: untimed steps per child (default 1)')
+    p.add_argument('--warmup', type=positive_int, default=1,
+                   help='--processes: untimed steps per child (default 1: a step of the large models takes a minute)')
     p.add_argument('--child', metavar='VARIANT', help=argparse.SUPPRESS)
     p.add_argument('--out', help=argparse.SUPPRESS)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    short = [v for v in args.variants.split(',') if v]
+    short = list(dict.fromkeys(v for v in args.variants.split(',') if v))
+    if not short:
+        p.error('--variants names none of: %s' % ', '.join(SHORT))
     unknown = [v for v in short + ([args.child] if args.child else []) if v not in SHORT]
     if unknown:
         p.error('unknown variant %s; choose from: %s' % (', '.join(map(repr, unknown)), ', '.join(SHORT)))
     variants = [SHORT[v] for v in short]
     if args.child:
+        if not (args.models and args.out):
+            p.error('--child needs --models and --out (it is the --processes child)')
         child(args.models, args.batch_size, args.phases, SHORT[args.child], args.warmup, args.iters,
               args.input_size, args.out)
         return 0

@@ -61,9 +61,10 @@ def cases(shape):
     out = {'add, plain layout': (_Op(lambda F, a, b: a + b), plain[:2], False),
            'add, oneDNN layout': (_Op(lambda F, a, b: a + b), laid[:2], False)}
     if kernels.load():
-        tail = _Op(lambda F, a, b, l, g: F.aff_tail(a, b, l, g, scale=2.0))
-        out['aff_tail, plain layout'] = (tail, plain + [g], False)
-        out['aff_tail, oneDNN layout'] = (tail, laid + [g], False)
+        def tail():
+            return _Op(lambda F, a, b, l, g: F.aff_tail(a, b, l, g, scale=2.0))
+        out['aff_tail, plain layout'] = (tail(), plain + [g], False)
+        out['aff_tail, oneDNN layout'] = (tail(), laid + [g], False)
     out['mean fwd+bwd, plain'] = (_Op(lambda F, x: F.mean(x, axis=(2, 3), keepdims=True)), plain[:1], True)
     out['mean_hw fwd+bwd, plain'] = (_Op(cpu_speed.mean_hw), plain[:1], True)
     out['mean fwd+bwd, oneDNN layout'] = (_Op(lambda F, x: F.mean(x, axis=(2, 3), keepdims=True)),
@@ -99,7 +100,8 @@ def measure(shape, windows, iters):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog='python -m utils.bench_ops', description=__doc__.split('\n')[0],
+    p = argparse.ArgumentParser(prog='python -m utils.bench_ops',
+                                description='Single operators of the CPU speed layer on one tensor shape.',
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog='\n'.join(__doc__.split('\n')[3:]))
     p.add_argument('--shape', type=_shape, default=(128, 16, 32, 32), help='N,C,H,W (default 128,16,32,32)')

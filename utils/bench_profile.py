@@ -20,7 +20,6 @@ import argparse
 import collections
 import json
 import os
-import subprocess
 import sys
 
 import utils  # noqa: F401  (thread settings before mxnet)
@@ -33,13 +32,15 @@ os.environ.setdefault('MXNET_EXEC_BULK_EXEC_INFERENCE', '0')
 import mxnet as mx  # noqa: E402
 
 from net import cpu_speed  # noqa: E402
-from utils.bench import _outputs, train_step_fn  # noqa: E402
+from net.errors import AFFError  # noqa: E402
+from utils.bench import _outputs, run_child, train_step_fn  # noqa: E402
 from utils.models import build, check_names, output_classes  # noqa: E402
 from utils.train import hybridize_for_inference  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog='python -m utils.bench_profile', description=__doc__.split('\n')[0],
+                                allow_abbrev=False,   # --onednn is dropped by name for the child
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog='\n'.join(__doc__.split('\n')[2:]))
     p.add_argument('--model', required=True, help='registry name')
@@ -112,27 +113,32 @@ def onednn_totals(lines):
             inside = line.startswith(_BEGIN)
             continue
         fields = line.strip().split(',')
-        if not inside or len(fields) < 10 or fields[:2] != ['dnnl_verbose', 'exec']:
+        if (not inside or len(fields) < 10 or fields[1] != 'exec'
+                or fields[0] not in ('dnnl_verbose', 'onednn_verbose', 'mkldnn_verbose')):
+            continue
+        try:
+            ms = float(fields[-1])
+        except ValueError:
             continue
         kind = fields[3]
         if kind == 'reorder':
             layouts = [tok.split(':')[3] for tok in fields[6].split() if tok.count(':') >= 4]
             kind = 'reorder ' + ' -> '.join(layouts)
         totals[kind][0] += 1
-        totals[kind][1] += float(fields[-1])
+        totals[kind][1] += ms
     return {k: tuple(v) for k, v in totals.items()}
 
 
 def onednn_main(argv, args):
     """Re-run this command with MKLDNN_VERBOSE=1 and print oneDNN's per-step account."""
+    check_names([args.model])
     child = [a for a in (sys.argv[1:] if argv is None else argv) if a != '--onednn']
     env = dict(os.environ, MKLDNN_VERBOSE='1', DNNL_VERBOSE='1', **{_MARKS: '1'})
-    run = subprocess.run([sys.executable, '-m', 'utils.bench_profile'] + child, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
-    if run.returncode != 0:
-        sys.stderr.write(run.stderr)
-        return run.returncode
+    run = run_child(['utils.bench_profile'] + child, 'the MKLDNN_VERBOSE child', env=env)
     totals = onednn_totals(run.stdout.splitlines())
+    if not totals:
+        raise AFFError('no oneDNN primitive ran in the profiled steps (is this MXNet built with MKLDNN? '
+                       'mx.runtime.Features() says)')
     head = [line for line in run.stdout.splitlines() if line.startswith(args.model + ', ')]
     print((head[0] if head else args.model) + '; oneDNN primitives (MKLDNN_VERBOSE), per step:')
     print('%-40s %9s %9s' % ('primitive', 'calls', 'ms'))
@@ -147,7 +153,7 @@ def onednn_main(argv, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.onednn:
+    if args.onednn and os.environ.get(_MARKS) != '1':
         return onednn_main(argv, args)
     path, size, totals = profile(args)
     whole = sum(ms for _, ms in totals.values()) or 1.0

@@ -205,7 +205,7 @@ def _elementwise_cost(op, inputs, keys, vals, outputs):
     elements = _prod(out.shape)
     if op in ('ones_like', 'zeros_like'):   # read only their input's shape
         return 0
-    if op in ('mean', 'sum'):   # reductions (global average pooling as a mean) read every input
+    if op in ('mean', 'sum'):   # reductions read every input
         return _prod(inputs[0].shape)
     if op == 'dot' and len(inputs[0].shape) == 2:   # the speed layer's rank-1 products: m*k*n MACs
         transpose_a = _attrs(keys, vals).get('transpose_a', 'False') in ('True', 'true', '1')
