@@ -173,11 +173,23 @@ def test_a_dead_rank_stops_the_job_and_the_resume_continues_it(straight, tmp_pat
 def test_train_cifar_two_ranks_shard_the_training_set(tmp_path):
     """train_cifar.py --kv-store horovod: each rank trains on its half of every global batch;
     the log counts the global batch; only rank 0 writes."""
-    run = _horovodrun([os.path.join(ROOT, 'train_cifar.py'), '--dataset', 'digits',
-                       '--num-epochs', '1', '--batch-size', '32', '--kv-store', 'horovod',
-                       '--save-dir', str(tmp_path / 'p'), '--logging-dir', str(tmp_path / 'l')],
-                      tmp_path)
+    # a learning rate of ~0: the epoch's loss is the broadcast initial network's on (nearly) the
+    # same images in both runs below
+    flags = [os.path.join(ROOT, 'train_cifar.py'), '--dataset', 'digits', '--num-epochs', '1',
+             '--batch-size', '32', '--lr', '1e-9']
+    run = _horovodrun(flags + ['--kv-store', 'horovod', '--save-dir', str(tmp_path / 'p'),
+                               '--logging-dir', str(tmp_path / 'l')], tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    one = subprocess.run([sys.executable] + flags + ['--num-cpu-contexts', '2', '--save-dir',
+                         str(tmp_path / 'p1'), '--logging-dir', str(tmp_path / 'l1')], cwd=ROOT,
+                         env=ENV, capture_output=True, text=True, timeout=180)
+    assert one.returncode == 0, one.stderr[-3000:]
+    # the logged loss is the global batch's: the ranks' sums over the images of all ranks (rank
+    # 0's own sum over the global count logged half of it); the runs differ only in which
+    # images share a device batch and in their augmentation draws
+    got, want = (parse_log(glob.glob(str(tmp_path / d / '*.log'))[0])[-1].epochs[0].loss
+                 for d in ('l', 'l1'))
+    assert abs(got - want) <= 0.05 * want, (got, want)
     log = glob.glob(str(tmp_path / 'l' / '*.log'))
     assert len(log) == 1
     with open(log[0]) as f:
@@ -241,6 +253,53 @@ def test_without_horovod_the_flag_is_one_line_naming_the_install(tmp_path):
                               '--save-dir', str(tmp_path), '--data-dir', str(tmp_path)],
                              cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
         _one_error_line(res, '--kv-store horovod needs Horovod', 'make horovod')
+
+
+def test_horovodrun_without_the_horovod_kvstore_is_one_line(tmp_path):
+    """Started by horovodrun (its rank variables) but --kv-store left at its default: each process
+    would train alone and all would write the same files -- refused before anything is built."""
+    res = subprocess.run([sys.executable, os.path.join(ROOT, 'train_cifar.py'), '--dataset',
+                          'digits', '--num-epochs', '1', '--save-dir', str(tmp_path)],
+                         cwd=str(tmp_path), env=dict(ENV, HOROVOD_RANK='0', HOROVOD_SIZE='2'),
+                         capture_output=True, text=True, timeout=120)
+    _one_error_line(res, 'started by horovodrun as 2 processes', 'add --kv-store horovod')
+    assert not list(tmp_path.glob('*.params'))
+
+
+def test_horovods_shutdown_error_is_one_line_and_other_errors_keep_their_traceback(tmp_path):
+    """What a rank sees when another rank died: MXNet's 'Horovod has been shut down' becomes one
+    line naming the cause and the resume (exit 1); any other exception is a bug and keeps its
+    traceback."""
+    code = ('import mxnet as mx\nfrom utils.cli import run_main\n'
+            'def main():\n    raise %s\nrun_main(main)\n')
+    env = dict(ENV, PYTHONPATH=ROOT)
+    res = subprocess.run([sys.executable, '-c', code % "mx.base.MXNetError('MXNetError: Horovod has "
+                          "been shut down. This was caused by an exception on one of the ranks')"],
+                         cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1 and res.stderr.count('\n') == 1, res.stderr
+    assert res.stderr.startswith('error: another Horovod rank stopped') and 'resume' in res.stderr
+    res = subprocess.run([sys.executable, '-c', code % "mx.base.MXNetError('MXNetError: bad shape')"],
+                         cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1 and 'Traceback' in res.stderr and 'bad shape' in res.stderr
+
+
+@needs_horovod
+@pytest.mark.slow
+def test_an_error_under_horovodrun_is_one_line_per_rank(tmp_path):
+    """An error raised after Horovod started (here a missing --resume-from file, checked after the
+    broadcast): each rank prints its one line and nothing else -- MXNet's atexit hook would
+    print a traceback of Horovod's closed loop after it."""
+    run = _horovodrun([os.path.join(ROOT, 'train_cifar.py'), '--dataset', 'digits',
+                       '--num-epochs', '1', '--batch-size', '32', '--kv-store', 'horovod',
+                       '--resume-from', str(tmp_path / 'nope-last.params'),
+                       '--save-dir', str(tmp_path / 'p'), '--logging-dir', str(tmp_path / 'l')],
+                      tmp_path)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    for rank in (0, 1):
+        lines = [ln for ln in out.splitlines() if ln.startswith('[%d]<stderr>:' % rank)]
+        assert any('error: --resume-from' in ln for ln in lines), out[-3000:]
+        assert not any('Traceback' in ln or 'Exception ignored' in ln for ln in lines), out[-3000:]
 
 
 @pytest.mark.skipif(mx.runtime.Features().is_enabled('NCCL'), reason='this MXNet has NCCL')

@@ -15,18 +15,43 @@ def run_main(main, *args, **kwargs):
     An `AFFError` (bad input the user can fix) prints `error: <message>` on stderr and exits 2
     (or the error's own `exit_code`: 3 for a diverged run);
     Ctrl-C prints `interrupted` and exits 130. `SystemExit` (argparse's usage errors, --help) passes
-    through untouched. Any other exception is a bug and keeps its traceback.
+    through untouched. MXNet's error when another Horovod rank stopped is one line too (exit 1). Any
+    other exception is a bug and keeps its traceback.
     """
     try:
         rc = main(*args, **kwargs)
     except AFFError as e:
         message = " ".join(str(e).split()) or type(e).__name__
         print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(getattr(e, "exit_code", EXIT_USAGE)) from None
+        _exit(getattr(e, "exit_code", EXIT_USAGE))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        raise SystemExit(EXIT_INTERRUPTED) from None
+        _exit(EXIT_INTERRUPTED)
+    except Exception as e:  # noqa: BLE001  (only Horovod's shutdown is ours to word; the rest re-raised)
+        if HOROVOD_STOPPED not in str(e):
+            raise
+        print("error: another Horovod rank stopped (its own output says why), so this one stops too; "
+              "the checkpoints written so far are intact: resume the job as docs/distributed.md shows",
+              file=sys.stderr)
+        _exit(EXIT_PEER_STOPPED)
     raise SystemExit(rc or 0)
+
+
+#: MXNet's message when Horovod's background loop ended (a rank died or left)
+HOROVOD_STOPPED = "Horovod has been shut down"
+EXIT_PEER_STOPPED = 1
+
+
+def _exit(code):
+    """Exit with ``code``; once Horovod runs, without the interpreter's atexit hooks: MXNet's
+    shutdown hook would print a traceback of Horovod's closed loop after our one line."""
+    hvd = sys.modules.get("horovod.mxnet")
+    if hvd is not None and getattr(hvd, "is_initialized", lambda: False)():
+        import os
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code) from None
 
 
 def positive_int(text):

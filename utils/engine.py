@@ -405,7 +405,7 @@ class Engine(object):
                     self._diverged('the loss is %s at epoch %d, iteration %d' % (
                         batch_loss, epoch, i + 1), epoch * self.iters + i + 1)
                 loss_sum += batch_loss
-                seen += self.total_batch
+                seen += int(x.shape[0])      # this process's images: a rank sums its own shard
                 task.update(metric, ys, targets, outs)
                 if self.log is not None and self.log_interval and (i + 1) % self.log_interval == 0:
                     name, value = metric.get()
@@ -417,6 +417,10 @@ class Engine(object):
                 raise AFFError('epoch %d had no training batch: the training data is empty or '
                                'smaller than one batch' % epoch)
             train = metric.get()
+            # Horovod: the loss of the global batch, on every rank (a collective); other
+            # distributed workers log their own shard's, as its training metric
+            loss = (trainer.mean_over_ranks(loss_sum, seen) if hasattr(trainer, 'mean_over_ranks')
+                    else loss_sum / seen)
             values = task.evaluate(self.model, val_data, self.ctx)
             elapsed = time.time() - tic
             if self.rank != 0:
@@ -425,7 +429,7 @@ class Engine(object):
             self._check_weights(epoch)
             lr = T.lr_after(trainer, (epoch + 1) * self.iters)
             speed = int(self.iters * self.total_batch / max(elapsed, 1e-9))
-            log_kw, row = task.rows(epoch, train, values, loss_sum / seen, lr, speed, elapsed)
+            log_kw, row = task.rows(epoch, train, values, loss, lr, speed, elapsed)
             try:
                 self.log.epoch(epoch, **log_kw)
                 self.csv.append(row)

@@ -41,6 +41,16 @@ def launched():
     return 'HOROVOD_RANK' in os.environ or 'OMPI_COMM_WORLD_RANK' in os.environ
 
 
+def launched_size():
+    """How many processes ``horovodrun`` started (1 when it did not start this one)."""
+    for var in ('HOROVOD_SIZE', 'OMPI_COMM_WORLD_SIZE'):
+        try:
+            return int(os.environ[var])
+        except (KeyError, ValueError):
+            pass
+    return 1
+
+
 def device(hvd, ctx):
     """``([context], note)``: the one device of this rank.  On GPUs the local rank's GPU (as
     Horovod's own examples; the list of ``--gpus`` only says that GPUs are used); on the CPU the
@@ -80,6 +90,14 @@ def trainer_class():
                     if p.grad_req != 'null':
                         p.list_grad()[0].wait_to_read()
                 super().step(batch_size / hvd.size(), ignore_stale_grad)
+
+            @staticmethod
+            def mean_over_ranks(total, count):
+                """``sum(total) / sum(count)`` over the ranks: the epoch's training loss of the
+                whole global batch (each rank sums the losses of its own shard)."""
+                both = hvd.allreduce(mx.nd.array([total, count]), name='aff.loss', op=hvd.Sum)
+                total, count = both.asnumpy().tolist()
+                return total / count
 
             @staticmethod
             def barrier():

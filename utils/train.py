@@ -184,8 +184,12 @@ def distribution(kv_store, ctx):
     """``(kvstore, rank, size, ctx, notes)`` of ``--kv-store``: MXNet's kvstore (``dist_*``: this
     worker's rank among the ps-lite workers) or ``'horovod'`` (the rank among the Horovod
     processes, on its one device: :func:`utils.horovod.device`)."""
+    from utils import horovod
+    if kv_store != 'horovod' and horovod.launched_size() > 1:
+        raise AFFError('started by horovodrun as %d processes, but --kv-store is %s: each would '
+                       'train on its own and all write the same files; add --kv-store horovod'
+                       % (horovod.launched_size(), kv_store))
     if kv_store == 'horovod':
-        from utils import horovod
         hvd = horovod.load()
         ctx, note = horovod.device(hvd, ctx)
         return kv_store, hvd.rank(), hvd.size(), ctx, [note]
