@@ -254,6 +254,9 @@ def test_a_checkpoint_of_an_earlier_run_needs_more_epochs(cifar, tmp_path, capsy
     one_error_line(capsys, train_cifar.main,
                    argv(cifar, tmp_path, '--num-epochs', '1', '--resume-from', last(tmp_path)),
                    'ends at epoch 1', 'only 1 epochs')
+    # the same number of epochs: a finished run, said (not silently "resumed")
+    assert train_cifar.main(argv(cifar, tmp_path, '--resume-from', last(tmp_path))) == 0
+    assert 'nothing left to train: ' in log_text(tmp_path) and '(1 of 2)' in log_text(tmp_path)
 
 
 # ----------------------------------------------------------------------------- outputs

@@ -312,6 +312,10 @@ class Engine(object):
         if meta['epoch'] + 1 > self.num_epochs:
             raise AFFError('%s ends at epoch %d but this run has only %d epochs; raise the number '
                            'of epochs to continue it' % (found.stem, meta['epoch'], self.num_epochs))
+        if meta['epoch'] + 1 == self.num_epochs:
+            notes.append('nothing left to train: %s ends at the last epoch (%d of %d); raise the '
+                         'number of epochs to train further' % (found.stem, meta['epoch'],
+                                                                self.num_epochs))
         notes += self._compare_config(found.stem, meta)
         from net.model_store import load_params
         load_params(self.model, found.params, ctx=self.ctx)
