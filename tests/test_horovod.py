@@ -150,7 +150,9 @@ def test_a_dead_rank_stops_the_job_and_the_resume_continues_it(straight, tmp_pat
     tic = time.time()
     killed = _worker_run(out, AFF_FAULT_AT=str(at))
     assert killed.returncode != 0
-    assert 'Exit code: 86' in killed.stdout + killed.stderr            # rank 0's fault exit
+    # rank 0's fault exit (horovodrun names the first rank to fail: rank 0, or rank 1 when it
+    # stopped first on Horovod's shutdown with its own one line)
+    assert 'Process 0 exit with status code 86' in killed.stdout + killed.stderr
     assert time.time() - tic < 120
     assert not _alive(str(out))                                        # rank 1 was stopped
     with open(str(out / (STEM + '-last.json'))) as f:
@@ -296,10 +298,15 @@ def test_an_error_under_horovodrun_is_one_line_per_rank(tmp_path):
                       tmp_path)
     out = run.stdout + run.stderr
     assert run.returncode != 0
+    said = 0
     for rank in (0, 1):
         lines = [ln for ln in out.splitlines() if ln.startswith('[%d]<stderr>:' % rank)]
-        assert any('error: --resume-from' in ln for ln in lines), out[-3000:]
+        said += any('error: --resume-from' in ln for ln in lines)
+        # no Python traceback of ours or MXNet's; a rank may be stopped ('Terminated') by
+        # horovodrun once the other failed first, before it got to its own line
         assert not any('Traceback' in ln or 'Exception ignored' in ln for ln in lines), out[-3000:]
+        assert any('error: --resume-from' in ln or ln.endswith(':Terminated') for ln in lines), out[-3000:]
+    assert said >= 1, out[-3000:]
 
 
 @pytest.mark.skipif(mx.runtime.Features().is_enabled('NCCL'), reason='this MXNet has NCCL')
