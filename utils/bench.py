@@ -105,12 +105,16 @@ def run_child(module_args, what, env=None):
     return done
 
 
-def interleaved_windows(steps, windows, iters):
+def interleaved_windows(steps, windows, iters, rotate=False):
     """``{name: [seconds of each window]}`` of ``steps`` (``{name: step}``, warmed up by the caller),
-    their windows alternating so that all of them see the same load."""
-    times = {name: [] for name in steps}
-    for _ in range(windows):
-        for name, step in steps.items():
+    their windows alternating so that all of them see the same load; ``rotate``: the order turns
+    by one step each round."""
+    names = list(steps)
+    times = {name: [] for name in names}
+    for w in range(windows):
+        k = w % len(names) if rotate else 0
+        for name in names[k:] + names[:k]:
+            step = steps[name]
             mx.nd.waitall()
             start = time.perf_counter()
             for _ in range(iters):

@@ -23,15 +23,15 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 
 import mxnet as mx
 import numpy as np
 
 from net import cpu_speed
 from net.errors import AFFError
-from utils.bench import _outputs, environment, interleaved_windows, load_average, run_child, train_step_fn
-from utils.bench_suite import _copy_params, _md, load_record
+from utils.bench import (_outputs, environment, interleaved_windows, load_average, run_child, timed_windows,
+                         train_step_fn)
+from utils.bench_suite import _copy_params, _md, _rel_err, load_record
 from utils.cli import positive_int, run_main
 from utils.models import build, check_names, output_classes
 
@@ -48,6 +48,8 @@ SHORT = {'official': 'official', 'open-aff': 'open-aff hybridize()', 'pure': 'sp
 
 #: the seed of every --processes child: the same initial weights in each
 SEED = 7
+#: untimed steps of every variant before the interleaved windows of one process
+WARMUP = 2
 
 
 def _copies(name, size, variants=VARIANTS):
@@ -81,10 +83,6 @@ def _prepare(model, variant, phase, x):
         return note + '; optimize_for failed: static_alloc only'
 
 
-def _rel(got, want):
-    return float(abs(got - want).max() / max(abs(want).max(), 1e-30))
-
-
 def _record(name, phase, batch, size, rates, notes, diffs, how):
     # 4 significant digits: the large models run at 2-3 images/s
     return {'model': name, 'phase': phase, 'batch_size': batch, 'input_size': size,
@@ -107,14 +105,14 @@ def measure(name, batch, phase, windows, iters, size=None, variants=tuple(VARIAN
     if phase == 'inference' and 'official' in models:
         want = _outputs(models['official'](x))[0].asnumpy()
         for variant, m in models.items():
-            diffs[variant] = _rel(_outputs(m(x))[0].asnumpy(), want)
+            diffs[variant] = _rel_err(_outputs(m(x))[0].asnumpy(), want)
     for fn in steps.values():            # warm-up: graph building, allocation
-        fn()
-        fn()
+        for _ in range(WARMUP):
+            fn()
     mx.nd.waitall()
     rates = {v: [batch * iters / t for t in ts] for v, ts in interleaved_windows(steps, windows, iters).items()}
     return _record(name, phase, batch, size, rates, notes, diffs,
-                   {'processes': False, 'windows': windows, 'iters': iters, 'warmup': 2})
+                   {'processes': False, 'windows': windows, 'iters': iters, 'warmup': WARMUP})
 
 
 def child(name, batch, phase, variant, warmup, iters, size, out):
@@ -129,14 +127,7 @@ def child(name, batch, phase, variant, warmup, iters, size, out):
     fn = train_step_fn(model, x, output_classes(o)) if phase == 'train' else (lambda: _outputs(model(x)))
     if phase == 'inference':
         np.save(out + '.npy', _outputs(model(x))[0].asnumpy())
-    for _ in range(warmup):
-        fn()
-    mx.nd.waitall()
-    t = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    mx.nd.waitall()
-    rate = batch * iters / (time.perf_counter() - t)
+    rate = batch * iters / timed_windows(fn, warmup, 1, iters)[0]
     with open(out, 'w', encoding='utf-8') as f:
         json.dump({'images_per_s': rate, 'note': note, 'size': size}, f)
 
@@ -167,7 +158,7 @@ def measure_processes(name, batch, phase, windows, iters, size=None, variants=tu
                 if phase == 'inference' and w == 0:
                     outputs[variant] = np.load(out + '.npy')
     if 'official' in outputs:
-        diffs = {v: _rel(o, outputs['official']) for v, o in outputs.items()}
+        diffs = {v: _rel_err(o, outputs['official']) for v, o in outputs.items()}
     return _record(name, phase, batch, size, rates, notes, diffs,
                    {'processes': True, 'windows': windows, 'iters': iters, 'warmup': warmup})
 
@@ -231,10 +222,10 @@ def main(argv=None):
     check_names(names)
     load_start = load_average()
     records = []
+    how = measure_processes if args.processes else measure
+    kw = {'warmup': args.warmup} if args.processes else {}
     for name in names:
         for phase in [x for x in args.phases.split(',') if x]:
-            how = measure_processes if args.processes else measure
-            kw = {'warmup': args.warmup} if args.processes else {}
             rec = how(name, args.batch_size, phase, args.windows, args.iters, args.input_size, variants, **kw)
             records.append(rec)
             print(json.dumps({k: rec[k] for k in ('model', 'phase', 'batch_size',

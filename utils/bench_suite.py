@@ -18,7 +18,7 @@ import numpy as np
 import net
 from net.errors import AFFError
 from net import cpu_speed
-from utils.bench import _outputs, environment, load_average, timed_windows, train_step_fn
+from utils.bench import _outputs, environment, interleaved_windows, load_average, timed_windows, train_step_fn
 from utils.models import build, check_names, output_classes
 from utils.train import hybridize_for_inference
 
@@ -66,15 +66,9 @@ def _copy_params(src, dst):
 def _interleaved(steps, warmup, windows, iters):
     """`steps`: {label: fn}.  Warm each up, then time `windows` rounds; in each round every label gets one
     window of `iters` calls, the order rotating per round.  Returns {label: [seconds per window]}."""
-    labels = list(steps)
-    for label in labels:
-        timed_windows(steps[label], warmup, 0, 0)
-    times = {label: [] for label in labels}
-    for w in range(windows):
-        order = labels[w % len(labels):] + labels[:w % len(labels)]
-        for label in order:
-            times[label] += timed_windows(steps[label], 0, 1, iters)
-    return times
+    for step in steps.values():
+        timed_windows(step, warmup, 0, 0)
+    return interleaved_windows(steps, windows, iters, rotate=True)
 
 
 def _rate(times, batch, iters):
